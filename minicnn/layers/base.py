@@ -1,0 +1,149 @@
+"""The one shape every layer has.
+
+    build(input_shape)          create parameters; shapes exclude the batch axis
+    forward(x, training=False)  -> y; with training=True, keep what backward needs
+    backward(dy)                -> dx; fills self.grads (overwritten, never summed)
+
+    params  trainable arrays with Keras names ("kernel", "bias", "gamma", "beta")
+    grads   same keys as params
+    state   non-trainable arrays ("moving_mean", "moving_variance")
+"""
+import numpy as np
+
+from .. import activations, initializers, regularizers
+
+
+class Layer:
+    def __init__(self, name=None, input_shape=None):
+        self.name = name
+        self.built = False
+        self.params = {}
+        self.grads = {}
+        self.state = {}
+        self._cache = None
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.output_shape = None
+        self.dtype = np.float32
+        # The model hands every layer its generator, so one seed drives everything.
+        self.rng = np.random.default_rng()
+
+    # -- the protocol -------------------------------------------------------
+    def build(self, input_shape):
+        """Create parameters for inputs of ``input_shape`` (no batch axis)."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    # -- helpers shared by all layers ---------------------------------------
+    def add_param(self, name, shape, initializer):
+        self.params[name] = initializers.get(initializer)(shape, self.dtype, self.rng)
+        self.grads[name] = np.zeros_like(self.params[name])
+
+    def regularization_penalty(self):
+        """Sum of this layer's weight penalties (0.0 for layers without any)."""
+        return 0.0
+
+    def count_params(self):
+        return sum(int(p.size) for p in self.params.values())
+
+    def count_state(self):
+        return sum(int(s.size) for s in self.state.values())
+
+    def get_weights(self):
+        """Trainable then non-trainable arrays, in Keras's order, as NumPy copies."""
+        from kernels.backend import to_numpy
+        return [to_numpy(w).copy() for w in (*self.params.values(), *self.state.values())]
+
+    def set_weights(self, weights):
+        targets = [*self.params.items(), *self.state.items()]
+        if len(weights) != len(targets):
+            raise ValueError(f"layer {self.name!r} has {len(targets)} weight arrays "
+                             f"({[k for k, _ in targets]}) but was given {len(weights)}")
+        for (key, target), value in zip(targets, weights):
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"layer {self.name!r}: weight {key!r} has shape {target.shape} "
+                                 f"but the value given has shape {value.shape}")
+            target[...] = value   # in place: the optimiser holds this same array
+
+    def get_config(self):
+        """Constructor arguments that rebuild this layer (see ``from_config``)."""
+        return {"name": self.name}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+    def check_input(self, x):
+        """Raise a clear error when ``x`` does not match the built input shape."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
+                f"(batch, {', '.join(map(str, self.input_shape))}) but got an array of shape "
+                f"{tuple(x.shape)}.")
+
+
+class ActivationMixin:
+    """For layers that end in an activation (Dense, Conv2D, Activation).
+
+    When the model ends in softmax and trains with a cross-entropy loss, ``compile``
+    sets ``fused_with_loss``: the loss then hands back dL/dz directly ((p - t)/N),
+    so backward must not apply the softmax derivative a second time.
+    """
+
+    fused_with_loss = False
+
+    def set_activation(self, activation):
+        self.activation = activations.get(activation)
+
+    def activation_backward(self, dy, y):
+        if self.fused_with_loss:
+            return dy
+        return self.activation.backward(dy, y)
+
+
+class WeightsMixin:
+    """Kernel/bias creation and regularisation shared by Dense and Conv2D."""
+
+    def init_weights(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                     bias_regularizer, use_bias):
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def create_weights(self, kernel_shape, units):
+        self.add_param("kernel", kernel_shape, self.kernel_initializer)
+        if self.use_bias:
+            self.add_param("bias", (units,), self.bias_initializer)
+
+    def regularizer_pairs(self):
+        return [(name, reg) for name, reg in
+                (("kernel", self.kernel_regularizer), ("bias", self.bias_regularizer))
+                if reg is not None and name in self.params]
+
+    def regularization_penalty(self):
+        return sum(reg.penalty(self.params[name]) for name, reg in self.regularizer_pairs())
+
+    def add_regularization_grads(self):
+        for name, reg in self.regularizer_pairs():
+            self.grads[name] += reg.gradient(self.params[name])
+
+    def weights_config(self):
+        def ser(obj):
+            return None if obj is None else obj.get_config()
+        return {"use_bias": self.use_bias,
+                "kernel_initializer": ser(self.kernel_initializer),
+                "bias_initializer": ser(self.bias_initializer),
+                "kernel_regularizer": ser(self.kernel_regularizer),
+                "bias_regularizer": ser(self.bias_regularizer)}

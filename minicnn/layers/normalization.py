@@ -1,0 +1,106 @@
+"""BatchNormalization with Keras's semantics (per channel, momentum 0.99, epsilon 1e-3)."""
+from kernels.backend import get_array_module
+from .base import Layer
+
+
+def batchnorm_forward(x, gamma, beta, epsilon):
+    """Normalise each channel (last axis) with the statistics of this batch.
+
+    Shapes:
+        x: (N, C) or (N, H, W, C)   gamma, beta: (C,)   y: same as x
+    Cache: (x_hat, inv_std, gamma) for batchnorm_backward; also returns mean and the
+    biased variance (what Keras folds into the moving statistics).
+    """
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes)
+    var = x.var(axis=axes)                      # biased: divides by m, as Keras does
+    inv_std = 1 / get_array_module(x).sqrt(var + epsilon)   # epsilon inside the root
+    x_hat = (x - mean) * inv_std
+    return gamma * x_hat + beta, (x_hat, inv_std, gamma), mean, var
+
+
+def batchnorm_backward(dy, cache):
+    """Gradients of batchnorm_forward.
+
+    Every output of a channel depends on every input of that channel through the
+    batch mean and variance, so dx has three parts: the direct path through x_hat,
+    the path through the mean, and the path through the variance. Summed, with
+    m = values per channel:
+
+        dx = inv_std / m · (m·dx_hat - Σ dx_hat - x_hat · Σ(dx_hat · x_hat))
+
+    Shapes: dy: like x.  Returns dx (like x), dgamma (C,), dbeta (C,).
+    """
+    x_hat, inv_std, gamma = cache
+    axes = tuple(range(dy.ndim - 1))
+    m = dy.size // dy.shape[-1]
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * x_hat).sum(axis=axes)
+    dx_hat = dy * gamma
+    dx = (inv_std / m) * (m * dx_hat - dx_hat.sum(axis=axes) - x_hat * (dx_hat * x_hat).sum(axis=axes))
+    return dx.astype(dy.dtype, copy=False), dgamma, dbeta
+
+
+class BatchNormalization(Layer):
+    """Training: normalise with batch statistics and update the moving ones as
+    moving = moving·momentum + batch·(1 - momentum). Inference: use the moving ones.
+
+    Shapes: x, y: (N, C) after Dense or (N, H, W, C) after Conv2D; one gamma/beta per channel.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        if axis not in (-1,):
+            raise ValueError("minicnn's BatchNormalization normalises the channel axis of NHWC "
+                             f"data, axis=-1; got axis={axis}")
+        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.initializers = {"beta": beta_initializer, "gamma": gamma_initializer,
+                             "moving_mean": moving_mean_initializer,
+                             "moving_variance": moving_variance_initializer}
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        channels = (input_shape[-1],)
+        if self.scale:
+            self.add_param("gamma", channels, self.initializers["gamma"])
+        if self.center:
+            self.add_param("beta", channels, self.initializers["beta"])
+        for name in ("moving_mean", "moving_variance"):
+            self.add_param(name, channels, self.initializers[name])
+            self.state[name] = self.params.pop(name)
+            del self.grads[name]
+
+    def _gamma_beta(self, x):
+        xp = get_array_module(x)
+        gamma = self.params["gamma"] if self.scale else xp.ones(self.input_shape[-1], x.dtype)
+        beta = self.params["beta"] if self.center else xp.zeros(self.input_shape[-1], x.dtype)
+        return gamma, beta
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        gamma, beta = self._gamma_beta(x)
+        if not training:
+            inv_std = 1 / get_array_module(x).sqrt(self.state["moving_variance"] + self.epsilon)
+            return (x - self.state["moving_mean"]) * (gamma * inv_std) + beta
+        y, self._cache, mean, var = batchnorm_forward(x, gamma, beta, self.epsilon)
+        for name, batch_value in (("moving_mean", mean), ("moving_variance", var)):
+            moving = self.state[name]
+            moving *= self.momentum
+            moving += (1 - self.momentum) * batch_value
+        return y
+
+    def backward(self, dy):
+        dx, dgamma, dbeta = batchnorm_backward(dy, self._cache)
+        if self.scale:
+            self.grads["gamma"][...] = dgamma
+        if self.center:
+            self.grads["beta"][...] = dbeta
+        return dx
+
+    def get_config(self):
+        return {"name": self.name, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}

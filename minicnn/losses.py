@@ -1,0 +1,138 @@
+"""Loss functions: the value (mean over the batch) and its gradient.
+
+    loss.value(y_true, y_pred)    -> float
+    loss.gradient(y_true, y_pred) -> dL/dy_pred, shape of y_pred
+
+Cross-entropy on probabilities clips them to [1e-7, 1 - 1e-7], as Keras does, so a
+confident wrong answer costs about 16 instead of infinity.
+
+When the model ends in softmax and the loss is a cross-entropy, ``compile`` uses
+``logits_gradient`` instead: the combined derivative is simply (p - t)/N, which
+stays exact where the separate softmax and log derivatives would divide by ~0.
+"""
+import numpy as np
+
+from kernels.backend import get_array_module
+
+EPSILON = 1e-7
+
+
+class Loss:
+    name = None
+    #: whether the fused softmax gradient ``logits_gradient`` applies
+    pairs_with_softmax = False
+
+    def check_labels(self, y_true, output_shape):
+        """Raise a ValueError when labels and model output cannot go together."""
+
+    def __repr__(self):
+        return self.name
+
+
+class CategoricalCrossentropy(Loss):
+    """-Σ t·log p per sample; labels are one-hot rows, shape (N, K)."""
+
+    name = "categorical_crossentropy"
+    pairs_with_softmax = True
+
+    def value(self, y_true, y_pred):
+        xp = get_array_module(y_pred)
+        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        return float(-(y_true * xp.log(p)).sum() / len(y_pred))
+
+    def gradient(self, y_true, y_pred):
+        xp = get_array_module(y_pred)
+        inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)  # clip has zero slope outside
+        return (-y_true / xp.clip(y_pred, EPSILON, 1 - EPSILON) * inside / len(y_pred)).astype(y_pred.dtype)
+
+    def logits_gradient(self, y_true, y_pred):
+        return ((y_pred - y_true) / y_pred.dtype.type(len(y_pred))).astype(y_pred.dtype)
+
+    def check_labels(self, y_true, output_shape):
+        if y_true.ndim == 1 or (y_true.ndim == 2 and y_true.shape[1] == 1 and output_shape[-1] > 1):
+            raise ValueError(
+                f"categorical_crossentropy needs one-hot labels of shape (N, {output_shape[-1]}) but "
+                f"got integer labels of shape {y_true.shape}. Either convert them with "
+                "minicnn.utils.to_categorical(y) or use loss='sparse_categorical_crossentropy'.")
+        if y_true.shape[-1] != output_shape[-1]:
+            raise ValueError(
+                f"labels have {y_true.shape[-1]} columns but the model outputs {output_shape[-1]} "
+                f"values per sample (output shape {output_shape}); the last Dense layer needs "
+                f"{y_true.shape[-1]} units.")
+
+
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    """The same loss with integer class labels, shape (N,) or (N, 1)."""
+
+    name = "sparse_categorical_crossentropy"
+
+    def _one_hot(self, y_true, y_pred):
+        xp = get_array_module(y_pred)
+        labels = y_true.reshape(-1).astype(np.int64)
+        one_hot = xp.zeros_like(y_pred)
+        one_hot[xp.arange(len(labels)), labels] = 1
+        return one_hot
+
+    def value(self, y_true, y_pred):
+        return super().value(self._one_hot(y_true, y_pred), y_pred)
+
+    def gradient(self, y_true, y_pred):
+        return super().gradient(self._one_hot(y_true, y_pred), y_pred)
+
+    def logits_gradient(self, y_true, y_pred):
+        return super().logits_gradient(self._one_hot(y_true, y_pred), y_pred)
+
+    def check_labels(self, y_true, output_shape):
+        if y_true.ndim == 2 and y_true.shape[1] > 1:
+            raise ValueError(
+                f"sparse_categorical_crossentropy needs integer labels of shape (N,) but got "
+                f"one-hot labels of shape {y_true.shape}. Use loss='categorical_crossentropy' "
+                "or pass y.argmax(axis=1).")
+        labels = np.asarray(y_true)
+        if labels.size and (labels.min() < 0 or labels.max() >= output_shape[-1]):
+            raise ValueError(
+                f"labels run from {labels.min()} to {labels.max()}, but the model outputs only "
+                f"{output_shape[-1]} classes (output shape {output_shape}); the last Dense layer "
+                f"needs at least {int(labels.max()) + 1} units.")
+
+
+class MeanSquaredError(Loss):
+    """mean((p - t)²) over the last axis, then over the batch."""
+
+    name = "mean_squared_error"
+
+    def value(self, y_true, y_pred):
+        return float(((y_pred - y_true) ** 2).mean())
+
+    def gradient(self, y_true, y_pred):
+        return (2 * (y_pred - y_true) / y_pred.size).astype(y_pred.dtype)
+
+
+class BinaryCrossentropy(Loss):
+    """-mean(t·log p + (1 - t)·log(1 - p)) for probabilities p (a sigmoid output)."""
+
+    name = "binary_crossentropy"
+
+    def value(self, y_true, y_pred):
+        xp = get_array_module(y_pred)
+        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        return float(-(y_true * xp.log(p) + (1 - y_true) * xp.log(1 - p)).mean())
+
+    def gradient(self, y_true, y_pred):
+        xp = get_array_module(y_pred)
+        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+        return ((p - y_true) / (p * (1 - p)) * inside / y_pred.size).astype(y_pred.dtype)
+
+
+_BY_NAME = {cls.name: cls for cls in
+            (CategoricalCrossentropy, SparseCategoricalCrossentropy, MeanSquaredError, BinaryCrossentropy)}
+_BY_NAME["mse"] = MeanSquaredError
+
+
+def get(identifier):
+    if isinstance(identifier, Loss):
+        return identifier
+    if identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    raise ValueError(f"unknown loss {identifier!r}; choose one of {sorted(_BY_NAME)}")

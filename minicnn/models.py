@@ -1,0 +1,368 @@
+"""Sequential: a stack of layers trained with Keras's compile / fit / evaluate / predict."""
+import itertools
+import math
+import re
+
+import numpy as np
+
+from kernels import backend
+from . import losses, metrics as metrics_module, optimizers, saving
+from .activations import Softmax
+from .callbacks import CallbackList, History
+from .layers import Input, Layer
+from .progbar import Progbar
+from .summary import summary_table
+
+
+def snake_case(name):
+    """Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, as Keras names layers."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+class Sequential:
+    """Layers applied one after the other.
+
+    One ``np.random.Generator`` (from ``seed``) drives weight initialisation, shuffling
+    and dropout, so the same seed gives the same run. ``dtype`` is float32 for
+    training; use float64 for gradient checks.
+    """
+
+    def __init__(self, layers=None, name="sequential", seed=None, dtype="float32"):
+        self.name = name
+        self.layers = []
+        self.rng = np.random.default_rng(seed)
+        self.dtype = np.dtype(dtype)
+        self.input_shape = None
+        self.optimizer = self.loss = None
+        self.metrics = []            # (name, function) pairs
+        self.stop_training = False
+        self.history = None
+        self.device = "cpu"
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- building -------------------------------------------------------------
+    def add(self, layer):
+        """Append a layer (or declare the input with ``Input(shape)`` first)."""
+        if isinstance(layer, Input):
+            if self.layers:
+                raise ValueError("Input(...) must come before every other layer")
+            self.input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a minicnn layer, got {layer!r}")
+        if layer.name is None:
+            taken = {l.name for l in self.layers}
+            base = snake_case(type(layer).__name__)
+            layer.name = next(n for n in itertools.chain([base], (f"{base}_{i}" for i in itertools.count(1)))
+                              if n not in taken)
+        if getattr(layer, "seed", None) is None:
+            layer.rng = self.rng
+        layer.dtype = self.dtype
+        if not self.layers and self.input_shape is None and layer.input_shape is not None:
+            self.input_shape = layer.input_shape
+        self.layers.append(layer)
+        if self.input_shape is not None:
+            self.build(self.input_shape)
+
+    def build(self, input_shape):
+        """Build every layer not yet built, passing each its input shape (no batch axis)."""
+        self.input_shape = shape = tuple(input_shape)
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            elif layer.input_shape != shape:
+                raise ValueError(f"layer {layer.name!r} was built for input shape {layer.input_shape} "
+                                 f"but now receives {shape}")
+            shape = layer.output_shape
+
+    @property
+    def built(self):
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    @property
+    def output_shape(self):
+        return self.layers[-1].output_shape if self.built else None
+
+    # -- the two passes -------------------------------------------------------
+    def forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def regularization_penalty(self):
+        return sum(layer.regularization_penalty() for layer in self.layers)
+
+    # -- compile and train ----------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the optimiser, the loss and the metrics (Keras's defaults)."""
+        if loss is None:
+            raise ValueError("compile needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
+        last = self.layers[-1] if self.layers else None
+        for layer in self.layers:
+            layer.fused_with_loss = False
+        # softmax + cross-entropy: the loss hands back dL/dlogits = (p - t)/N directly.
+        if last is not None and self.loss.pairs_with_softmax and isinstance(getattr(last, "activation", None), Softmax):
+            last.fused_with_loss = True
+
+    def _require_compiled(self, what):
+        if self.optimizer is None:
+            raise RuntimeError(f"call model.compile(optimizer=..., loss=..., metrics=[...]) before {what}()")
+
+    def _prepare(self, x, y=None, what="fit"):
+        """Check x (and y) against the model and each other; returns them as arrays."""
+        x = np.asarray(x) if not backend.is_gpu(x) else x
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(f"{what}() got no samples: x has shape {x.shape}")
+        if not self.built:
+            if not self.layers:
+                raise ValueError("the model has no layers; add some before fitting")
+            self.build(x.shape[1:])
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"the model expects inputs of shape (batch, {', '.join(map(str, self.input_shape))}) "
+                f"but x has shape {tuple(x.shape)}"
+                + (". Add a channel axis with x[..., None]." if x.ndim + 1 == len(self.input_shape) + 1
+                   and self.input_shape[-1] == 1 and x.shape[1:] == self.input_shape[:-1] else "."))
+        if y is None:
+            return x, None
+        y = np.asarray(y) if not backend.is_gpu(y) else y
+        if len(y) != len(x):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y)}; they must match")
+        self.loss.check_labels(y, self.output_shape)
+        return x, y
+
+    def _as_batch(self, x, y=None):
+        """Cast one batch to the model's dtype and device (labels stay integers for sparse losses)."""
+        x = backend.to_device(x.astype(self.dtype, copy=False), self.device)
+        if y is not None:
+            if not isinstance(self.loss, losses.SparseCategoricalCrossentropy):
+                y = y.astype(self.dtype, copy=False)
+            y = backend.to_device(y, self.device)
+        return x, y
+
+    def _trainable(self):
+        params, grads = [], []
+        for layer in self.layers:
+            for key in layer.params:
+                params.append(layer.params[key])
+                grads.append(layer.grads[key])
+        return params, grads
+
+    def _train_step(self, x, y):
+        """Forward, loss, backward and one optimiser step. Returns (loss, y_pred)."""
+        y_pred = self.forward(x, training=True)
+        loss_value = self.loss.value(y, y_pred) + self.regularization_penalty()
+        fused = getattr(self.layers[-1], "fused_with_loss", False)
+        dy = self.loss.logits_gradient(y, y_pred) if fused else self.loss.gradient(y, y_pred)
+        self.backward(dy)
+        self.optimizer.apply(*self._trainable())
+        return loss_value, y_pred
+
+    def _batch_logs(self, y, y_pred):
+        return {name: fn(y, y_pred) for name, fn in self.metrics}
+
+    def train_on_batch(self, x, y):
+        """One step on one batch; returns [loss, metrics…] measured before the update."""
+        self._require_compiled("train_on_batch")
+        x, y = self._prepare(x, y, "train_on_batch")
+        x, y = self._as_batch(x, y)
+        loss_value, y_pred = self._train_step(x, y)
+        values = [loss_value, *self._batch_logs(y, y_pred).values()]
+        return values if self.metrics else loss_value
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, steps_per_epoch=None,
+            initial_epoch=0):
+        """Train for ``epochs`` passes over (x, y), or over a generator of (x, y) batches.
+
+        validation_split takes the *last* fraction of the samples, before shuffling,
+        exactly as Keras does. Returns a ``History`` (also kept as ``model.history``).
+        """
+        self._require_compiled("fit")
+        batch_size = batch_size or 32
+        if isinstance(x, np.ndarray) or backend.is_gpu(x) or isinstance(x, (list, tuple)):
+            x, y = self._prepare(x, y, "fit")
+            if validation_split:
+                if validation_data is not None:
+                    raise ValueError("give validation_split or validation_data, not both")
+                split = len(x) - int(len(x) * validation_split)
+                if split <= 0 or split == len(x):
+                    raise ValueError(f"validation_split={validation_split} leaves no training or "
+                                     f"no validation samples out of {len(x)}")
+                x, validation_data = x[:split], (x[split:], y[split:])
+            steps = math.ceil(len(x) / batch_size)
+            epoch_batches = lambda: self._array_batches(x, y, batch_size, shuffle)
+        else:
+            if y is not None:
+                raise ValueError("when x is a generator of (x, y) batches, leave y=None")
+            steps, epoch_batches = self._generator_batches(x, steps_per_epoch)
+        if validation_data is not None:
+            validation_data = self._prepare(*validation_data, what="fit (validation_data)")
+
+        history = History()
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+        callback_list = CallbackList([*(callbacks or []), history], self, params)
+        self.stop_training = False
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            if verbose and epochs > 1:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            callback_list.on_epoch_begin(epoch)
+            bar = Progbar(steps, verbose)
+            logs = self._run_epoch(epoch, epoch_batches(), bar, callback_list)
+            if logs is None:        # the loss blew up; the message has been printed
+                break
+            if validation_data is not None:
+                logs.update(self._validation_logs(validation_data, batch_size))
+            bar.finish(logs)
+            callback_list.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        callback_list.on_train_end()
+        self.history = history
+        return history
+
+    def _run_epoch(self, epoch, batches, bar, callback_list):
+        """Train on one epoch's batches; returns the running-mean logs, or None on a NaN/inf loss."""
+        totals, seen, logs = {}, 0, {}
+        for step, (xb, yb) in enumerate(batches, start=1):
+            callback_list.on_train_batch_begin(step - 1)
+            xb, yb = self._as_batch(xb, yb)
+            loss_value, y_pred = self._train_step(xb, yb)
+            if not math.isfinite(loss_value):
+                print(f"\nEpoch {epoch + 1}, batch {step}: the loss became {loss_value}; training "
+                      "stopped. Lower the learning rate, normalise the inputs (e.g. x / 255) or "
+                      "check the labels.")
+                self.stop_training = True
+                return None
+            seen += len(xb)
+            for key, value in {"loss": loss_value, **self._batch_logs(yb, y_pred)}.items():
+                totals[key] = totals.get(key, 0.0) + value * len(xb)
+            logs = {key: total / seen for key, total in totals.items()}
+            callback_list.on_train_batch_end(step - 1, logs)
+            bar.update(step, logs)
+            if self.stop_training:
+                break
+        return logs
+
+    def _validation_logs(self, validation_data, batch_size):
+        results = self.evaluate(*validation_data, batch_size=batch_size, verbose=0)
+        names = ["loss", *(name for name, _ in self.metrics)]
+        return {f"val_{name}": float(value) for name, value in zip(names, np.atleast_1d(results))}
+
+    def _array_batches(self, x, y, batch_size, shuffle):
+        """(x, y) batches of one epoch; only the indices are shuffled, never the data."""
+        order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+        for start in range(0, len(x), batch_size):
+            index = order[start:start + batch_size]
+            yield x[index], y[index]
+
+    @staticmethod
+    def _generator_batches(source, steps_per_epoch):
+        """(steps, epoch_batches) for an iterable of (x, y) batches, e.g. ImageDataGenerator.flow.
+
+        With steps_per_epoch, batches are drawn from one running iterator (restarted when a
+        finite source runs out), as Keras does; without it, each epoch is one pass.
+        """
+        if steps_per_epoch is None:
+            if not hasattr(source, "__len__"):
+                raise ValueError("x is a generator without a length; pass steps_per_epoch=")
+            return len(source), lambda: iter(source)
+        state = {"iterator": iter(source)}
+
+        def epoch_batches():
+            for _ in range(steps_per_epoch):
+                try:
+                    yield next(state["iterator"])
+                except StopIteration:
+                    state["iterator"] = iter(source)
+                    yield next(state["iterator"])
+        return steps_per_epoch, epoch_batches
+
+    # -- inference ------------------------------------------------------------
+    def predict(self, x, batch_size=32, verbose=0):
+        """The last layer's outputs for every sample, as a NumPy array (inference mode)."""
+        x, _ = self._prepare(x, what="predict")
+        outputs = [backend.to_numpy(self.forward(self._as_batch(x[i:i + batch_size])[0]))
+                   for i in range(0, len(x), batch_size)]
+        return np.concatenate(outputs)
+
+    def evaluate(self, x, y, batch_size=32, verbose=1):
+        """Mean loss (and metrics) over (x, y) in inference mode: ``[loss, accuracy]``,
+        or the loss alone when the model was compiled without metrics."""
+        self._require_compiled("evaluate")
+        x, y = self._prepare(x, y, "evaluate")
+        totals = np.zeros(1 + len(self.metrics))
+        bar = Progbar(math.ceil(len(x) / batch_size), verbose)
+        for start in range(0, len(x), batch_size):
+            xb, yb = self._as_batch(x[start:start + batch_size], y[start:start + batch_size])
+            y_pred = self.forward(xb)
+            values = [self.loss.value(yb, y_pred), *self._batch_logs(yb, y_pred).values()]
+            totals += np.array(values) * len(xb)
+        results = totals / len(x)
+        results[0] += self.regularization_penalty()
+        if verbose:
+            names = ["loss", *(name for name, _ in self.metrics)]
+            bar.finish(dict(zip(names, results)))
+        return [float(v) for v in results] if self.metrics else float(results[0])
+
+    # -- weights, summary, saving, devices -----------------------------------
+    def get_weights(self):
+        """Every layer's arrays in Keras order (kernel, bias; gamma, beta, moving stats)."""
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(layer.get_weights()) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"the model has {expected} weight arrays but {len(weights)} were given")
+        for layer in self.layers:
+            count = len(layer.params) + len(layer.state)
+            layer.set_weights(weights[:count])
+            weights = weights[count:]
+
+    def count_params(self):
+        return sum(layer.count_params() + layer.count_state() for layer in self.layers)
+
+    def summary(self, print_fn=print):
+        """Print Keras's table: layer (type), output shape, parameter count, and totals."""
+        if not self.built:
+            raise ValueError("the model is not built yet: give the first layer input_shape=(...), "
+                             "start with Input(shape), or call fit/build first")
+        text = summary_table(self)
+        print_fn(text)
+        return text
+
+    def save_weights(self, path):
+        saving.save_weights(self, path)
+
+    def load_weights(self, path):
+        saving.load_weights(self, path)
+
+    def save(self, path):
+        saving.save_model(self, path)
+
+    def to(self, device):
+        """Move parameters, state and optimiser slots to "cpu" or "gpu" (needs CuPy)."""
+        for layer in self.layers:
+            for store in (layer.params, layer.grads, layer.state):
+                for key in store:
+                    store[key] = backend.to_device(store[key], device)
+        if self.optimizer is not None:
+            for key in self.optimizer.slots:
+                self.optimizer.slots[key] = backend.to_device(self.optimizer.slots[key], device)
+        self.device = device
+        return self
+
+    def __repr__(self):
+        return f"Sequential(name={self.name!r}, layers={self.layers!r})"

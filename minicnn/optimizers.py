@@ -1,0 +1,204 @@
+"""Optimisers with Keras 3's update rules and defaults.
+
+Each optimiser updates parameters **in place** (``w -= step``): a layer and its
+optimiser hold the very same array, so rebinding (``w = w - step``) would leave
+the layer training a stale copy.
+
+``apply(params, grads)`` takes two equal-length lists of arrays. Per-parameter
+state ("slots": momenta, accumulators) is keyed by position in that list, which
+the model keeps fixed.
+"""
+import numpy as np
+
+from kernels.backend import get_array_module
+
+
+class Optimizer:
+    """Base class. Subclasses implement ``update(i, w, g)`` for parameter number i."""
+
+    def __init__(self, learning_rate):
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0          # steps taken so far, as Keras counts them
+        self.slots = {}              # (slot name, parameter index) -> array
+
+    def apply(self, params, grads):
+        """One optimisation step over every parameter."""
+        self.iterations += 1
+        self.before_step()
+        for i, (w, g) in enumerate(zip(params, grads)):
+            self.update(i, w, g)
+
+    def before_step(self):
+        """Hook for per-step (not per-parameter) bookkeeping."""
+
+    def slot(self, name, i, like, fill=0.0):
+        """The optimiser's state array ``name`` for parameter ``i``, created on first use."""
+        key = (name, i)
+        if key not in self.slots:
+            self.slots[key] = get_array_module(like).full_like(like, fill)
+        return self.slots[key]
+
+    def get_config(self):
+        return {k: v for k, v in vars(self).items() if k not in ("iterations", "slots")}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """w -= lr·g; with momentum: m = μ·m - lr·g, w += m (Nesterov: w += μ·m - lr·g)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def update(self, i, w, g):
+        if self.momentum == 0.0:
+            w -= self.learning_rate * g
+            return
+        m = self.slot("momentum", i, w)
+        m *= self.momentum
+        m -= self.learning_rate * g
+        if self.nesterov:
+            w += self.momentum * m - self.learning_rate * g
+        else:
+            w += m
+
+
+class Adam(Optimizer):
+    """Adam in Keras's folded form: the bias corrections are folded into the step
+    size, so epsilon is added to √v itself ("epsilon hat" in the Adam paper)."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def update(self, i, w, g):
+        m, v = self.slot("m", i, w), self.slot("v", i, w)
+        t = self.iterations
+        m += (1 - self.beta_1) * (g - m)
+        v += (1 - self.beta_2) * (g * g - v)
+        alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        w -= alpha * m / (get_array_module(v).sqrt(v) + self.epsilon)
+
+
+class RMSprop(Optimizer):
+    """v = ρ·v + (1-ρ)·g²; w -= lr·g/√(v + ε) — epsilon inside the root, as in Keras."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+        super().__init__(learning_rate)
+        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+        self.centered = bool(centered)
+
+    def update(self, i, w, g):
+        xp = get_array_module(w)
+        v = self.slot("velocity", i, w)
+        v *= self.rho
+        v += (1 - self.rho) * g * g
+        denominator = v + self.epsilon
+        if self.centered:   # subtract the squared mean gradient: a variance, not a raw second moment
+            mean_g = self.slot("average_gradient", i, w)
+            mean_g *= self.rho
+            mean_g += (1 - self.rho) * g
+            denominator -= mean_g * mean_g
+        step = self.learning_rate * g / xp.sqrt(denominator)
+        if self.momentum > 0:
+            m = self.slot("momentum", i, w)
+            m *= self.momentum
+            m += step
+            step = m
+        w -= step
+
+
+class Adagrad(Optimizer):
+    """acc += g²; w -= lr·g/√(acc + ε), the accumulator starting at 0.1."""
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.initial_accumulator_value, self.epsilon = float(initial_accumulator_value), float(epsilon)
+
+    def update(self, i, w, g):
+        acc = self.slot("accumulator", i, w, fill=self.initial_accumulator_value)
+        acc += g * g
+        w -= self.learning_rate * g / get_array_module(w).sqrt(acc + self.epsilon)
+
+
+class Adadelta(Optimizer):
+    """Step = -RMS(past steps)/RMS(gradients)·g, scaled by lr (Keras 3 keeps lr)."""
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.rho, self.epsilon = float(rho), float(epsilon)
+
+    def update(self, i, w, g):
+        xp = get_array_module(w)
+        acc_grad = self.slot("accumulated_grad", i, w)
+        acc_delta = self.slot("accumulated_delta_var", i, w)
+        acc_grad *= self.rho
+        acc_grad += (1 - self.rho) * g * g
+        delta = -xp.sqrt(acc_delta + self.epsilon) * g / xp.sqrt(acc_grad + self.epsilon)
+        acc_delta *= self.rho
+        acc_delta += (1 - self.rho) * delta * delta
+        w += self.learning_rate * delta
+
+
+class Adamax(Optimizer):
+    """Adam with an infinity norm: u = max(β2·u, |g|), w -= lr·m/((1-β1ᵗ)(u + ε))."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def update(self, i, w, g):
+        xp = get_array_module(w)
+        m, u = self.slot("m", i, w), self.slot("u", i, w)
+        m += (1 - self.beta_1) * (g - m)
+        xp.maximum(self.beta_2 * u, xp.abs(g), out=u)
+        w -= self.learning_rate * m / ((1 - self.beta_1 ** self.iterations) * (u + self.epsilon))
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum, using Keras's momentum schedule
+    u_t = β1·(1 - ½·0.96ᵗ) and the running product of the u_t."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self._u_product = 1.0
+
+    def _u(self, t):
+        return self.beta_1 * (1 - 0.5 * 0.96 ** t)
+
+    def before_step(self):
+        self._u_product *= self._u(self.iterations)
+
+    def update(self, i, w, g):
+        t = self.iterations
+        u_t, u_next = self._u(t), self._u(t + 1)
+        m, v = self.slot("m", i, w), self.slot("v", i, w)
+        m += (1 - self.beta_1) * (g - m)
+        v += (1 - self.beta_2) * (g * g - v)
+        m_hat = u_next * m / (1 - self._u_product * u_next) + (1 - u_t) * g / (1 - self._u_product)
+        v_hat = v / (1 - self.beta_2 ** t)
+        w -= self.learning_rate * m_hat / (get_array_module(v).sqrt(v_hat) + self.epsilon)
+
+    def get_config(self):
+        return {k: v for k, v in super().get_config().items() if k != "_u_product"}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
+            "adadelta": Adadelta, "adamax": Adamax, "nadam": Nadam}
+
+
+def get(identifier):
+    """An optimiser from a name ('adam') with Keras defaults, or the object itself."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(f"unknown optimizer {identifier!r}; choose one of {sorted(_BY_NAME)}")
+
+
+def from_config(class_name, config):
+    return {cls.__name__: cls for cls in _BY_NAME.values()}[class_name](**config)
