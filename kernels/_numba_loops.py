@@ -1,0 +1,206 @@
+"""The compiled loops behind ``numba_kernels`` (which allocates arrays and calls these).
+
+Rules every loop follows:
+
+* ``prange`` only over the batch axis (or over thread-private slots): two iterations
+  never write the same element, so scatters such as col2im cannot race.
+* No ``fastmath``: it reorders sums, and the tests compare against ``naive`` tightly.
+* Accumulators come from the arrays' dtype (``np.zeros(n, y.dtype)``), never from a
+  ``0.0`` literal, which would silently turn a float32 loop into float64.
+* Outputs are allocated (zeroed where they are accumulated into) by the caller.
+"""
+import os
+
+import numpy as np
+from numba import njit, prange
+
+
+def cache_enabled(kernel_dir=None, environ=None):
+    """Whether ``@njit(cache=True)`` can write its cache files.
+
+    Numba writes next to the source unless NUMBA_CACHE_DIR is set; on a read-only
+    install (system site-packages, a container image) we compile in memory instead.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("NUMBA_CACHE_DIR"):
+        return True
+    kernel_dir = kernel_dir or os.path.dirname(os.path.abspath(__file__))
+    pycache = os.path.join(kernel_dir, "__pycache__")
+    return os.access(pycache if os.path.isdir(pycache) else kernel_dir, os.W_OK)
+
+
+CACHE = cache_enabled()
+pjit = njit(cache=CACHE, parallel=True)
+
+
+@pjit
+def im2col_loop(x, kh, kw, sh, sw, pt, pl, OH, OW, col):
+    """col[(n*OH+oh)*OW+ow, (i*kw+j)*C+c] = x[n, oh*sh+i-pt, ow*sw+j-pl, c], 0 in the padding."""
+    N, H, W, C = x.shape
+    for n in prange(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                r = (n * OH + oh) * OW + ow
+                for i in range(kh):
+                    h = oh * sh + i - pt
+                    for j in range(kw):
+                        w = ow * sw + j - pl
+                        k0 = (i * kw + j) * C
+                        if 0 <= h < H and 0 <= w < W:
+                            for c in range(C):
+                                col[r, k0 + c] = x[n, h, w, c]
+                        else:
+                            for c in range(C):
+                                col[r, k0 + c] = 0
+
+
+@pjit
+def col2im_loop(col, kh, kw, sh, sw, pt, pl, OH, OW, dx):
+    """dx[n, oh*sh+i-pt, ow*sw+j-pl, c] += col[row, (i*kw+j)*C+c]; padding entries dropped."""
+    N, H, W, C = dx.shape
+    for n in prange(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                r = (n * OH + oh) * OW + ow
+                for i in range(kh):
+                    h = oh * sh + i - pt
+                    if h < 0 or h >= H:
+                        continue
+                    for j in range(kw):
+                        w = ow * sw + j - pl
+                        if w < 0 or w >= W:
+                            continue
+                        k0 = (i * kw + j) * C
+                        for c in range(C):
+                            dx[n, h, w, c] += col[r, k0 + c]
+
+
+@pjit
+def conv_direct_forward_loop(x, kern, bias, sh, sw, pt, pl, y):
+    """y = conv(x, kern) + bias without a col matrix: cheap when C_in is tiny."""
+    N, H, W, C = x.shape
+    kh, kw, _, CO = kern.shape
+    _, OH, OW, _ = y.shape
+    for n in prange(N):
+        acc = np.empty(CO, y.dtype)
+        for oh in range(OH):
+            for ow in range(OW):
+                acc[:] = bias
+                for i in range(kh):
+                    h = oh * sh + i - pt
+                    if h < 0 or h >= H:
+                        continue
+                    for j in range(kw):
+                        w = ow * sw + j - pl
+                        if w < 0 or w >= W:
+                            continue
+                        for c in range(C):
+                            v = x[n, h, w, c]
+                            for co in range(CO):
+                                acc[co] += v * kern[i, j, c, co]
+                y[n, oh, ow, :] = acc
+
+
+@pjit
+def conv_direct_backward_loop(x, kern, dy, sh, sw, pt, pl, dx, dk_parts):
+    """dx (zeroed) and per-slot kernel gradients dk_parts[t] (zeroed; caller sums over t).
+
+    Slot t handles images t, t+T, t+2T, ... so no two threads touch the same dk slot.
+    """
+    N, H, W, C = x.shape
+    kh, kw, _, CO = kern.shape
+    _, OH, OW, _ = dy.shape
+    T = dk_parts.shape[0]
+    for t in prange(T):
+        for n in range(t, N, T):
+            for oh in range(OH):
+                for ow in range(OW):
+                    for i in range(kh):
+                        h = oh * sh + i - pt
+                        if h < 0 or h >= H:
+                            continue
+                        for j in range(kw):
+                            w = ow * sw + j - pl
+                            if w < 0 or w >= W:
+                                continue
+                            for c in range(C):
+                                v = x[n, h, w, c]
+                                s = dx[n, h, w, c]
+                                for co in range(CO):
+                                    g = dy[n, oh, ow, co]
+                                    dk_parts[t, i, j, c, co] += v * g
+                                    s += kern[i, j, c, co] * g
+                                dx[n, h, w, c] = s
+
+
+@pjit
+def maxpool_forward_loop(x, ph, pw, sh, sw, pt, pl, y, arg):
+    """y = window max; arg = i*pw+j of the FIRST maximum (strict > keeps the earliest)."""
+    N, H, W, C = x.shape
+    _, OH, OW, _ = y.shape
+    for n in prange(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                first = True
+                for i in range(ph):
+                    h = oh * sh + i - pt
+                    if h < 0 or h >= H:
+                        continue
+                    for j in range(pw):
+                        w = ow * sw + j - pl
+                        if w < 0 or w >= W:
+                            continue
+                        for c in range(C):
+                            v = x[n, h, w, c]
+                            if first or v > y[n, oh, ow, c]:
+                                y[n, oh, ow, c] = v
+                                arg[n, oh, ow, c] = i * pw + j
+                        first = False
+
+
+@pjit
+def maxpool_backward_loop(dy, arg, pw, sh, sw, pt, pl, dx):
+    """dx (zeroed) += dy at each window's recorded first maximum."""
+    N, OH, OW, C = dy.shape
+    for n in prange(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                for c in range(C):
+                    i, j = divmod(arg[n, oh, ow, c], pw)
+                    dx[n, oh * sh + i - pt, ow * sw + j - pl, c] += dy[n, oh, ow, c]
+
+
+@pjit
+def avgpool_forward_loop(x, ph, pw, sh, sw, pt, pl, counts, y):
+    """y = sum of the real cells of each window / counts[oh, ow]."""
+    N, H, W, C = x.shape
+    _, OH, OW, _ = y.shape
+    for n in prange(N):
+        acc = np.empty(C, y.dtype)
+        for oh in range(OH):
+            h0, h1 = max(oh * sh - pt, 0), min(oh * sh - pt + ph, H)
+            for ow in range(OW):
+                w0, w1 = max(ow * sw - pl, 0), min(ow * sw - pl + pw, W)
+                acc[:] = 0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        for c in range(C):
+                            acc[c] += x[n, h, w, c]
+                for c in range(C):
+                    y[n, oh, ow, c] = acc[c] / counts[oh, ow]
+
+
+@pjit
+def avgpool_backward_loop(dy, ph, pw, sh, sw, pt, pl, counts, dx):
+    """dx (zeroed) += dy / counts over the real cells of each window."""
+    N, H, W, C = dx.shape
+    _, OH, OW, _ = dy.shape
+    for n in prange(N):
+        for oh in range(OH):
+            h0, h1 = max(oh * sh - pt, 0), min(oh * sh - pt + ph, H)
+            for ow in range(OW):
+                w0, w1 = max(ow * sw - pl, 0), min(ow * sw - pl + pw, W)
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        for c in range(C):
+                            dx[n, h, w, c] += dy[n, oh, ow, c] / counts[oh, ow]

@@ -1,0 +1,167 @@
+"""Numba twins: thin Python wrappers that allocate outputs and call compiled loops.
+
+The loops live in ``_numba_loops`` (``@njit(cache=True, parallel=True)``, prange over
+the batch). Matrix products go to NumPy's BLAS, which is faster than any loop we could
+write. For tiny channel counts (LeNet's first layer has C_in = 1) a col matrix is mostly
+overhead, so those convolutions run as direct loops instead.
+
+Layout contract and tie rule: see ``kernels.naive``.
+"""
+import numba
+import numpy as np
+
+from . import _numba_loops as loops
+from ._shapes import conv_geometry, real_cells
+from .numpy_kernels import gemm_conv_backward, gemm_conv_forward
+
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
+           "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward"]
+
+# Convolutions with at most this many input channels use the direct loops.
+DIRECT_MAX_CIN = 1
+
+
+def _geometry(x_shape, kh, kw, strides, padding):
+    """Plain-int ``(sh, sw, OH, OW, pt, pl)`` (one numba signature, whatever int types came in)."""
+    OH, OW, pt, _, pl, _ = conv_geometry(x_shape, kh, kw, strides, padding)
+    sh, sw = strides
+    return int(sh), int(sw), OH, OW, pt, pl
+
+
+def im2col(x, kh, kw, strides, padding):
+    """Window rows of ``x`` as one matrix (contract in ``kernels.naive``).
+
+    Shapes:
+        x: (N, H, W, C).  Returns col: (N*OH*OW, kh*kw*C).
+    """
+    x = np.ascontiguousarray(x)
+    N, _, _, C = x.shape
+    sh, sw, OH, OW, pt, pl = _geometry(x.shape, kh, kw, strides, padding)
+    col = np.empty((N * OH * OW, kh * kw * C), dtype=x.dtype)
+    loops.im2col_loop(x, kh, kw, sh, sw, pt, pl, OH, OW, col)
+    return col
+
+
+def col2im(col, x_shape, kh, kw, strides, padding):
+    """Scatter-add ``col`` back into an image (adjoint of im2col).
+
+    Shapes:
+        col: (N*OH*OW, kh*kw*C).  x_shape: (N, H, W, C).  Returns dx: x_shape.
+    """
+    col = np.ascontiguousarray(col)
+    sh, sw, OH, OW, pt, pl = _geometry(x_shape, kh, kw, strides, padding)
+    dx = np.zeros(x_shape, dtype=col.dtype)
+    loops.col2im_loop(col, kh, kw, sh, sw, pt, pl, OH, OW, dx)
+    return dx
+
+
+def _direct(kernel):
+    return kernel.shape[2] <= DIRECT_MAX_CIN
+
+
+def conv2d_forward(x, kernel, bias, strides, padding):
+    """Convolution: direct loops for tiny C_in, else im2col + BLAS in budgeted chunks.
+
+    Shapes:
+        x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).  bias: (C_out,) or None.
+        Returns y: (N, OH, OW, C_out).
+    Cache: (x, kernel, has_bias, strides, padding, col or None).
+    """
+    x = np.ascontiguousarray(x)
+    if not _direct(kernel):
+        return gemm_conv_forward(x, kernel, bias, strides, padding, im2col)
+    kernel = np.ascontiguousarray(kernel, dtype=x.dtype)
+    kh, kw, _, C_out = kernel.shape
+    sh, sw, OH, OW, pt, pl = _geometry(x.shape, kh, kw, strides, padding)
+    b = np.zeros(C_out, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    y = np.empty((x.shape[0], OH, OW, C_out), dtype=x.dtype)
+    loops.conv_direct_forward_loop(x, kernel, b, sh, sw, pt, pl, y)
+    return y, (x, kernel, bias is not None, strides, padding, None)
+
+
+def conv2d_backward(dy, cache):
+    """Gradients of conv2d_forward (same path as the forward took).
+
+    Shapes:
+        dy: (N, OH, OW, C_out).  Returns dx: (N, H, W, C_in), dkernel: (kh, kw, C_in, C_out),
+        dbias: (C_out,) or None.
+    """
+    x, kernel, has_bias, strides, padding, _ = cache
+    if not _direct(kernel):
+        return gemm_conv_backward(dy, cache, im2col, col2im)
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    kh, kw, _, _ = kernel.shape
+    sh, sw, _, _, pt, pl = _geometry(x.shape, kh, kw, strides, padding)
+    dx = np.zeros_like(x)
+    # One private kernel-gradient slot per thread, summed afterwards (no write races).
+    slots = min(numba.get_num_threads(), x.shape[0])
+    dk_parts = np.zeros((slots,) + kernel.shape, dtype=x.dtype)
+    loops.conv_direct_backward_loop(x, kernel, dy, sh, sw, pt, pl, dx, dk_parts)
+    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
+    return dx, dk_parts.sum(axis=0), dbias
+
+
+def maxpool2d_forward(x, pool_size, strides, padding):
+    """Window maximum per channel, remembering where the first maximum was.
+
+    Shapes:
+        x: (N, H, W, C).  Returns y: (N, OH, OW, C).
+    Cache: (x.shape, argmax as int32 i*pw+j, pool_size, strides, padding).
+    """
+    x = np.ascontiguousarray(x)
+    ph, pw = pool_size
+    sh, sw, OH, OW, pt, pl = _geometry(x.shape, ph, pw, strides, padding)
+    y = np.empty((x.shape[0], OH, OW, x.shape[3]), dtype=x.dtype)
+    arg = np.empty(y.shape, dtype=np.int32)
+    loops.maxpool_forward_loop(x, ph, pw, sh, sw, pt, pl, y, arg)
+    return y, (x.shape, arg, pool_size, strides, padding)
+
+
+def maxpool2d_backward(dy, cache):
+    """Add dy at each window's first maximum.
+
+    Shapes:
+        dy: (N, OH, OW, C).  Returns dx: (N, H, W, C).
+    """
+    x_shape, arg, pool_size, strides, padding = cache
+    ph, pw = pool_size
+    sh, sw, _, _, pt, pl = _geometry(x_shape, ph, pw, strides, padding)
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    loops.maxpool_backward_loop(np.ascontiguousarray(dy), arg, pw, sh, sw, pt, pl, dx)
+    return dx
+
+
+def _counts(x_shape, pool_size, strides, padding, dtype):
+    (_, H, W, _), (ph, pw), (sh, sw) = x_shape, pool_size, strides
+    return np.outer(real_cells(H, ph, sh, padding), real_cells(W, pw, sw, padding)).astype(dtype)
+
+
+def avgpool2d_forward(x, pool_size, strides, padding):
+    """Mean over each window's real cells.
+
+    Shapes:
+        x: (N, H, W, C).  Returns y: (N, OH, OW, C).
+    Cache: (x.shape, pool_size, strides, padding).
+    """
+    x = np.ascontiguousarray(x)
+    ph, pw = pool_size
+    sh, sw, OH, OW, pt, pl = _geometry(x.shape, ph, pw, strides, padding)
+    counts = _counts(x.shape, pool_size, strides, padding, x.dtype)
+    y = np.empty((x.shape[0], OH, OW, x.shape[3]), dtype=x.dtype)
+    loops.avgpool_forward_loop(x, ph, pw, sh, sw, pt, pl, counts, y)
+    return y, (x.shape, pool_size, strides, padding)
+
+
+def avgpool2d_backward(dy, cache):
+    """Spread dy / cells over each window's real cells.
+
+    Shapes:
+        dy: (N, OH, OW, C).  Returns dx: (N, H, W, C).
+    """
+    x_shape, pool_size, strides, padding = cache
+    ph, pw = pool_size
+    sh, sw, _, _, pt, pl = _geometry(x_shape, ph, pw, strides, padding)
+    counts = _counts(x_shape, pool_size, strides, padding, dy.dtype)
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    loops.avgpool_backward_loop(np.ascontiguousarray(dy), ph, pw, sh, sw, pt, pl, counts, dx)
+    return dx

@@ -1,0 +1,340 @@
+"""Every kernel implementation against the naive loops, plus gradient and dispatch checks."""
+import inspect
+import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_grad_close
+
+import kernels
+from kernels import _budget, naive, output_size, pad_amounts
+from minicnn.gradcheck import numerical_grad
+
+FAST = {k: v for k, v in kernels.IMPLS.items() if k != "naive"}
+ROOT = Path(__file__).resolve().parents[1]
+TIGHT = dict(rtol=1e-10, atol=1e-12)   # float64, same math, only the summation order differs
+
+
+def _conv_cases():
+    """Kernels x strides x padding, with batch, size parity and C_in cycling through."""
+    kernels_ = [(1, 1), (2, 3), (3, 3), (5, 5), (11, 11)]
+    strides = [(1, 1), (2, 2), (1, 2), (3, 1), (4, 4)]
+    for k, ((kh, kw), s, pad) in enumerate(itertools.product(kernels_, strides, ["valid", "same"])):
+        N, C_in, C_out = 1 + k % 3, (1, 3, 5)[k % 3], 1 + k % 4
+        H, W = kh + 2 + k % 2, kw + 3 + (k // 2) % 2   # odd and even sizes
+        yield pytest.param((N, H, W, C_in), (kh, kw, C_in, C_out), s, pad,
+                           id=f"x{N}x{H}x{W}x{C_in}-k{kh}x{kw}x{C_out}-s{s[0]}{s[1]}-{pad}")
+
+
+POOL_CASES = [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((2, 3), (1, 2)), ((3, 3), (1, 1)), ((3, 2), (3, 3))]
+POOLS = ["maxpool2d", "avgpool2d"]
+
+
+def _close(actual, expected, what):
+    np.testing.assert_allclose(actual, expected, err_msg=what, **TIGHT)
+
+
+@pytest.mark.parametrize("impl", sorted(FAST))
+@pytest.mark.parametrize("x_shape, k_shape, strides, padding", list(_conv_cases()))
+def test_conv_matches_naive(impl, x_shape, k_shape, strides, padding, rng):
+    mod = kernels.IMPLS[impl]
+    x, kern = rng.standard_normal(x_shape), rng.standard_normal(k_shape)
+    bias = rng.standard_normal(k_shape[3])
+    y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, strides, padding)
+    y, cache = mod.conv2d_forward(x, kern, bias, strides, padding)
+    _close(y, y_ref, "y")
+    dy = rng.standard_normal(y.shape)
+    for name, got, want in zip(("dx", "dkernel", "dbias"), mod.conv2d_backward(dy, cache),
+                               naive.conv2d_backward(dy, cache_ref)):
+        _close(got, want, name)
+    col = mod.im2col(x, k_shape[0], k_shape[1], strides, padding)
+    _close(col, naive.im2col(x, k_shape[0], k_shape[1], strides, padding), "col")
+    _close(mod.col2im(col, x_shape, k_shape[0], k_shape[1], strides, padding),
+           naive.col2im(col, x_shape, k_shape[0], k_shape[1], strides, padding), "col2im")
+
+
+@pytest.mark.parametrize("impl", sorted(FAST))
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("size, strides", POOL_CASES)
+@pytest.mark.parametrize("x_shape", [(2, 7, 6, 3), (1, 8, 9, 2)])
+def test_pool_matches_naive(impl, pool, padding, size, strides, x_shape, rng):
+    mod = kernels.IMPLS[impl]
+    x = rng.standard_normal(x_shape)
+    y_ref, cache_ref = getattr(naive, pool + "_forward")(x, size, strides, padding)
+    y, cache = getattr(mod, pool + "_forward")(x, size, strides, padding)
+    _close(y, y_ref, "y")
+    dy = rng.standard_normal(y.shape)
+    _close(getattr(mod, pool + "_backward")(dy, cache),
+           getattr(naive, pool + "_backward")(dy, cache_ref), "dx")
+
+
+@pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
+@pytest.mark.parametrize("make_x", [lambda rng, s: np.ones(s),
+                                    lambda rng, s: rng.integers(0, 3, s).astype(float)],
+                         ids=["all-equal", "few-values"])
+@pytest.mark.parametrize("size, strides", POOL_CASES)
+def test_maxpool_ties_go_to_first_max(impl, make_x, size, strides, rng):
+    mod = kernels.IMPLS[impl]
+    x = make_x(rng, (2, 7, 8, 3))
+    for padding in ("valid", "same"):
+        y, cache = mod.maxpool2d_forward(x, size, strides, padding)
+        dy = rng.standard_normal(y.shape)
+        dx = mod.maxpool2d_backward(dy, cache)
+        # One winner per window, so the gradient total is conserved ...
+        np.testing.assert_allclose(dx.sum(), dy.sum())
+        # ... and it is the same winner as the definition picks.
+        _close(dx, naive.maxpool2d_backward(dy, naive.maxpool2d_forward(x, size, strides, padding)[1]), "dx")
+
+
+@pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
+def test_maxpool_all_equal_window_picks_top_left(impl):
+    x = np.ones((1, 4, 6, 2))
+    y, cache = kernels.IMPLS[impl].maxpool2d_forward(x, (2, 3), (2, 3), "valid")
+    dx = kernels.IMPLS[impl].maxpool2d_backward(np.ones_like(y), cache)
+    expected = np.zeros_like(x)
+    expected[:, ::2, ::3] = 1
+    np.testing.assert_array_equal(dx, expected)
+
+
+# ---------------------------------------------------------------- finite differences
+
+GRAD_CASES = [((1, 1), "valid"), ((1, 1), "same"), ((2, 2), "valid"), ((2, 2), "same")]
+
+
+@pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
+@pytest.mark.parametrize("strides, padding", GRAD_CASES)
+@pytest.mark.parametrize("C_in", [1, 2])
+def test_conv_gradients(impl, strides, padding, C_in, rng):
+    mod = kernels.IMPLS[impl]
+    x = rng.standard_normal((2, 5, 6, C_in))
+    kern, bias = rng.standard_normal((3, 2, C_in, 2)), rng.standard_normal(2)
+    y, cache = mod.conv2d_forward(x, kern, bias, strides, padding)
+    dy = rng.standard_normal(y.shape)
+    dx, dk, db = mod.conv2d_backward(dy, cache)
+    loss = lambda: float(np.sum(mod.conv2d_forward(x, kern, bias, strides, padding)[0] * dy))  # noqa: E731
+    assert_grad_close(dx, numerical_grad(loss, x))
+    assert_grad_close(dk, numerical_grad(loss, kern), what="dkernel")
+    assert_grad_close(db, numerical_grad(loss, bias), what="dbias")
+
+
+@pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("strides, padding", GRAD_CASES)
+def test_pool_gradients(impl, pool, strides, padding, rng):
+    mod = kernels.IMPLS[impl]
+    forward, backward = getattr(mod, pool + "_forward"), getattr(mod, pool + "_backward")
+    # Distinct values far apart: a 1e-5 nudge can never change which cell is the max.
+    x = rng.permutation(2 * 5 * 6 * 2).reshape(2, 5, 6, 2) * 0.1 + rng.uniform(0, 0.01, (2, 5, 6, 2))
+    y, cache = forward(x, (3, 2), strides, padding)
+    dy = rng.standard_normal(y.shape)
+    dx = backward(dy, cache)
+    assert_grad_close(dx, numerical_grad(lambda: float(np.sum(forward(x, (3, 2), strides, padding)[0] * dy)), x))
+
+
+# ---------------------------------------------------------------- dtypes, mutation, signatures
+
+def _all_calls(mod, x, rng):
+    """(name, forward result, backward result) for every layer function of ``mod``."""
+    kern, bias = rng.standard_normal((3, 3, x.shape[3], 4)).astype(x.dtype), np.ones(4, x.dtype)
+    out = []
+    y, cache = mod.conv2d_forward(x, kern, bias, (1, 1), "same")
+    out.append(("conv2d", y, mod.conv2d_backward(np.ones_like(y), cache)))
+    for pool in POOLS:
+        y, cache = getattr(mod, pool + "_forward")(x, (2, 2), (2, 2), "same")
+        out.append((pool, y, (getattr(mod, pool + "_backward")(np.ones_like(y), cache),)))
+    return out
+
+
+@pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
+@pytest.mark.parametrize("C_in", [1, 3])
+def test_float32_stays_float32(impl, C_in, rng):
+    mod = kernels.IMPLS[impl]
+    x = rng.standard_normal((2, 5, 5, C_in)).astype(np.float32)
+    for name, y, grads in _all_calls(mod, x, rng):
+        assert y.dtype == np.float32, name
+        assert all(g.dtype == np.float32 for g in grads), name
+    assert mod.im2col(x, 3, 3, (1, 1), "same").dtype == np.float32
+
+
+@pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
+def test_backward_does_not_mutate_dy(impl, rng):
+    mod = kernels.IMPLS[impl]
+    x = rng.standard_normal((2, 6, 6, 2))
+    calls = [(mod.conv2d_forward(x, rng.standard_normal((3, 3, 2, 3)), np.zeros(3), (2, 1), "same"),
+              mod.conv2d_backward)]
+    for pool in POOLS:
+        calls.append((getattr(mod, pool + "_forward")(x, (3, 3), (2, 2), "same"),
+                      getattr(mod, pool + "_backward")))
+    for (y, cache), backward in calls:
+        dy = rng.standard_normal(y.shape)
+        before = dy.copy()
+        backward(dy, cache)
+        np.testing.assert_array_equal(dy, before)
+
+
+def test_twins_share_names_and_signatures():
+    names = naive.__all__
+    for impl, mod in kernels.IMPLS.items():
+        assert mod.__all__ == names, impl
+        for name in names:
+            assert inspect.signature(getattr(mod, name)) == inspect.signature(getattr(naive, name)), \
+                f"{impl}.{name}"
+            assert inspect.signature(getattr(kernels, name)) == inspect.signature(getattr(naive, name))
+
+
+# ---------------------------------------------------------------- shapes
+
+@pytest.mark.parametrize("n, k, s, out, pads", [
+    (7, 3, 2, 4, (1, 1)), (6, 3, 2, 3, (0, 1)), (5, 5, 1, 5, (2, 2)), (28, 5, 1, 28, (2, 2)),
+    (32, 11, 4, 8, (3, 4)), (8, 3, 2, 4, (0, 1)), (4, 1, 2, 2, (0, 0)), (5, 2, 3, 2, (0, 0))])
+def test_same_padding_follows_tensorflow(n, k, s, out, pads):
+    assert output_size(n, k, s, "same") == out
+    assert pad_amounts(n, k, s, "same") == pads
+
+
+def test_valid_sizes_and_errors():
+    assert output_size(28, 5, 1, "valid") == 24 and pad_amounts(28, 5, 1, "valid") == (0, 0)
+    assert output_size(7, 3, 2, "valid") == 3
+    with pytest.raises(ValueError, match="padding"):
+        output_size(7, 3, 1, "full")
+    with pytest.raises(ValueError, match="larger than the input"):
+        output_size(3, 5, 1, "valid")
+    with pytest.raises(ValueError, match="larger than the input"):
+        kernels.conv2d_forward(np.zeros((1, 3, 3, 1)), np.zeros((5, 5, 1, 1)), None, (1, 1), "valid")
+
+
+# ---------------------------------------------------------------- dispatch and imports
+
+def test_env_override_picks_implementation(monkeypatch):
+    x = np.zeros((1, 4, 4, 1))
+    for name, mod in kernels.IMPLS.items():
+        monkeypatch.setenv("MINICNN_KERNELS", name)
+        assert kernels._impl(x) is mod
+    monkeypatch.delenv("MINICNN_KERNELS")
+    assert kernels._impl(x) is (kernels.IMPLS["numba"] if kernels.HAVE_NUMBA else kernels.numpy_kernels)
+    monkeypatch.setenv("MINICNN_KERNELS", "fortran")
+    with pytest.raises(ValueError, match="MINICNN_KERNELS"):
+        kernels.conv2d_forward(x, np.zeros((1, 1, 1, 1)), None, (1, 1), "valid")
+
+
+def test_dispatch_runs_end_to_end(monkeypatch, rng):
+    x, kern = rng.standard_normal((2, 6, 6, 2)), rng.standard_normal((3, 3, 2, 2))
+    results = {}
+    for name in kernels.IMPLS:
+        monkeypatch.setenv("MINICNN_KERNELS", name)
+        y, cache = kernels.conv2d_forward(x, kern, None, (1, 1), "same")
+        dx, dk, db = kernels.conv2d_backward(np.ones_like(y), cache)
+        assert db is None
+        results[name] = (y, dx, dk)
+    for name, arrays in results.items():
+        for got, want in zip(arrays, results["naive"]):
+            _close(got, want, name)
+
+
+def _run(code, **env):
+    import os
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, cwd=ROOT, check=True)
+
+
+def test_kernels_never_import_minicnn():
+    _run("import sys, kernels; bad = [m for m in sys.modules if m.split('.')[0] == 'minicnn']; "
+         "assert not bad, bad")
+    for path in (ROOT / "kernels").glob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+minicnn", path.read_text(), re.M), path
+
+
+def test_only_backend_imports_cupy():
+    offenders = [p for d in ("minicnn", "kernels") for p in (ROOT / d).rglob("*.py")
+                 if re.search(r"^\s*(import|from)\s+cupy", p.read_text(), re.M)]
+    assert [p.relative_to(ROOT).as_posix() for p in offenders] == ["kernels/backend.py"]
+
+
+def test_missing_numba_falls_back_with_one_warning():
+    # sys.modules[name] = None makes `import numba` raise ImportError, as a NumPy clash does.
+    out = _run("import sys, warnings; sys.modules['numba'] = None\n"
+               "with warnings.catch_warnings(record=True) as w:\n"
+               "    warnings.simplefilter('always'); import kernels; import kernels.naive\n"
+               "assert not kernels.HAVE_NUMBA and 'numba' not in kernels.IMPLS\n"
+               "import numpy as np; assert kernels._impl(np.zeros(1)) is kernels.numpy_kernels\n"
+               "print(len(w), w[0].message)")
+    count, message = out.stdout.split(" ", 1)
+    assert count == "1" and "NumPy kernels" in message
+
+
+def test_backend_without_gpu():
+    from kernels import backend
+    x = np.arange(3.0)
+    assert backend.get_array_module(x) is np and not backend.is_gpu(x)
+    assert backend.to_device(x, "cpu") is x or np.array_equal(backend.to_device(x, "cpu"), x)
+    with pytest.raises(ValueError):
+        backend.to_device(x, "tpu")
+    if not backend.gpu_available():
+        with pytest.raises((ImportError, RuntimeError), match="minicnn\\[gpu\\]|CUDA"):
+            backend.to_device(x, "gpu")
+
+
+# ---------------------------------------------------------------- memory budget, numba cache
+
+@pytest.mark.parametrize("impl", sorted(FAST))
+def test_im2col_budget_chunks_the_batch(impl, rng, monkeypatch):
+    mod = kernels.IMPLS[impl]
+    monkeypatch.setattr(kernels.numba_kernels if impl == "numba" else mod, "DIRECT_MAX_CIN", 0,
+                        raising=False)
+    x, kern, bias = rng.standard_normal((7, 9, 8, 3)), rng.standard_normal((3, 3, 3, 4)), np.ones(4)
+    y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, (1, 1), "same")
+    dy = rng.standard_normal(y_ref.shape)
+    one_image = 9 * 8 * 3 * 3 * 3 * x.itemsize             # col bytes for a single image
+    budget = 2 * one_image + 1                               # room for two images, not seven
+    try:
+        kernels.set_im2col_budget(budget)
+        assert kernels.get_im2col_budget() == budget
+        _budget.reset_peak()
+        y, cache = mod.conv2d_forward(x, kern, bias, (1, 1), "same")
+        grads = mod.conv2d_backward(dy, cache)
+        assert 0 < _budget.peak_col_bytes <= budget
+        assert cache[-1] is None                             # the col of a chunked batch is not kept
+    finally:
+        kernels.set_im2col_budget(None)
+    _close(y, y_ref, "y")
+    for got, want in zip(grads, naive.conv2d_backward(dy, cache_ref)):
+        _close(got, want, "grad")
+
+
+def test_budget_from_environment(monkeypatch):
+    monkeypatch.setenv("MINICNN_IM2COL_BUDGET_MB", "1.5")
+    assert kernels.get_im2col_budget() == int(1.5 * 2**20)
+    monkeypatch.delenv("MINICNN_IM2COL_BUDGET_MB")
+    assert kernels.get_im2col_budget() == 256 * 2**20
+    with pytest.raises(ValueError):
+        kernels.set_im2col_budget(0)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("direct_max_cin", [0, 8])
+def test_numba_direct_and_gemm_paths_agree(direct_max_cin, monkeypatch, rng):
+    monkeypatch.setattr(kernels.numba_kernels, "DIRECT_MAX_CIN", direct_max_cin)
+    x, kern, bias = rng.standard_normal((3, 9, 7, 2)), rng.standard_normal((5, 3, 2, 3)), np.ones(3)
+    for strides, padding in [((1, 1), "same"), ((2, 3), "valid")]:
+        y, cache = kernels.numba_kernels.conv2d_forward(x, kern, bias, strides, padding)
+        y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, strides, padding)
+        _close(y, y_ref, "y")
+        dy = rng.standard_normal(y.shape)
+        for got, want in zip(kernels.numba_kernels.conv2d_backward(dy, cache),
+                             naive.conv2d_backward(dy, cache_ref)):
+            _close(got, want, "grad")
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_numba_cache_off_for_read_only_install(tmp_path, monkeypatch):
+    from kernels import _numba_loops
+    assert _numba_loops.cache_enabled(str(tmp_path), {}) is True
+    assert _numba_loops.cache_enabled(str(tmp_path), {"NUMBA_CACHE_DIR": "/elsewhere"}) is True
+    monkeypatch.setattr(_numba_loops.os, "access", lambda path, mode: False)  # as on a read-only disk
+    assert _numba_loops.cache_enabled(str(tmp_path), {}) is False
+    assert _numba_loops.cache_enabled(str(tmp_path), {"NUMBA_CACHE_DIR": "/elsewhere"}) is True
