@@ -7,6 +7,8 @@ initialiser built with its own ``seed=`` uses that instead.
 Fans follow Keras: a Dense kernel (fan_in, fan_out) is used as is; a conv kernel
 (kh, kw, C_in, C_out) has fan_in = kh·kw·C_in and fan_out = kh·kw·C_out.
 """
+import inspect
+
 import numpy as np
 
 
@@ -37,11 +39,13 @@ class Initializer:
         raise NotImplementedError
 
     def get_config(self):
-        config = {k: v for k, v in vars(self).items() if v is not None}
+        """The constructor arguments (read from the signature) that rebuild this initialiser."""
+        names = inspect.signature(type(self).__init__).parameters
+        config = {k: getattr(self, k) for k in names if k != "self" and getattr(self, k) is not None}
         return {"class_name": type(self).__name__, "config": config}
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if v is not None)
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config()["config"].items())
         return f"{type(self).__name__}({args})"
 
 

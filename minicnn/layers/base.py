@@ -80,7 +80,10 @@ class Layer:
         return {"name": self.name}
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        def short(value):   # an initialiser's config dict reads best as its class name
+            return value["class_name"] if isinstance(value, dict) and "class_name" in value else value
+        args = ", ".join(f"{k}={short(v)!r}" for k, v in self.get_config().items()
+                         if k != "name" and v is not None)
         return f"{type(self).__name__}({args})"
 
     def check_input(self, x):

@@ -1,0 +1,150 @@
+"""Each optimiser's first three steps against Keras's formulas written out by hand."""
+import math
+
+import numpy as np
+import pytest
+
+from minicnn import optimizers
+from minicnn.layers import Dense
+
+W0 = [0.5, -0.3, 0.0]
+GRADS = [[0.1, -0.2, 0.3], [0.05, 0.4, -0.1], [-0.3, 0.1, 0.2]]
+
+
+def hand_sgd(lr=0.01, mu=0.0, nesterov=False):
+    out = []
+    for w, grads in zip(W0, zip(*GRADS)):
+        m, trace = 0.0, []
+        for g in grads:
+            m = mu * m - lr * g
+            w = w + (mu * m - lr * g if nesterov else m)
+            trace.append(w)
+        out.append(trace)
+    return out
+
+
+def hand_adam(lr=0.001, b1=0.9, b2=0.999, eps=1e-7):
+    out = []
+    for w, grads in zip(W0, zip(*GRADS)):
+        m = v = 0.0
+        trace = []
+        for t, g in enumerate(grads, start=1):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            lr_t = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            w = w - lr_t * m / (math.sqrt(v) + eps)
+            trace.append(w)
+        out.append(trace)
+    return out
+
+
+def hand_rmsprop(lr=0.001, rho=0.9, eps=1e-7):
+    out = []
+    for w, grads in zip(W0, zip(*GRADS)):
+        v, trace = 0.0, []
+        for g in grads:
+            v = rho * v + (1 - rho) * g * g
+            w = w - lr * g / math.sqrt(v + eps)
+            trace.append(w)
+        out.append(trace)
+    return out
+
+
+def hand_adagrad(lr=0.001, init=0.1, eps=1e-7):
+    out = []
+    for w, grads in zip(W0, zip(*GRADS)):
+        acc, trace = init, []
+        for g in grads:
+            acc += g * g
+            w = w - lr * g / math.sqrt(acc + eps)
+            trace.append(w)
+        out.append(trace)
+    return out
+
+
+def hand_adadelta(lr=0.001, rho=0.95, eps=1e-7):
+    out = []
+    for w, grads in zip(W0, zip(*GRADS)):
+        eg = ed = 0.0
+        trace = []
+        for g in grads:
+            eg = rho * eg + (1 - rho) * g * g
+            delta = -math.sqrt(ed + eps) / math.sqrt(eg + eps) * g
+            ed = rho * ed + (1 - rho) * delta * delta
+            w = w + lr * delta
+            trace.append(w)
+        out.append(trace)
+    return out
+
+
+def hand_adamax(lr=0.001, b1=0.9, b2=0.999, eps=1e-7):
+    out = []
+    for w, grads in zip(W0, zip(*GRADS)):
+        m = u = 0.0
+        trace = []
+        for t, g in enumerate(grads, start=1):
+            m = b1 * m + (1 - b1) * g
+            u = max(b2 * u, abs(g))
+            w = w - lr / (1 - b1 ** t) * m / (u + eps)
+            trace.append(w)
+        out.append(trace)
+    return out
+
+
+def hand_nadam(lr=0.001, b1=0.9, b2=0.999, eps=1e-7):
+    out = []
+    for w, grads in zip(W0, zip(*GRADS)):
+        m = v = 0.0
+        prod = 1.0
+        trace = []
+        for t, g in enumerate(grads, start=1):
+            mu_t = b1 * (1 - 0.5 * 0.96 ** t)
+            mu_next = b1 * (1 - 0.5 * 0.96 ** (t + 1))
+            prod *= mu_t
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            m_hat = mu_next * m / (1 - prod * mu_next) + (1 - mu_t) * g / (1 - prod)
+            w = w - lr * m_hat / (math.sqrt(v / (1 - b2 ** t)) + eps)
+            trace.append(w)
+        out.append(trace)
+    return out
+
+
+CASES = [
+    ("sgd", optimizers.SGD(), hand_sgd()),
+    ("sgd_momentum", optimizers.SGD(0.1, momentum=0.9), hand_sgd(0.1, 0.9)),
+    ("sgd_nesterov", optimizers.SGD(0.1, momentum=0.9, nesterov=True), hand_sgd(0.1, 0.9, True)),
+    ("adam", optimizers.Adam(), hand_adam()),
+    ("rmsprop", optimizers.RMSprop(), hand_rmsprop()),
+    ("adagrad", optimizers.Adagrad(), hand_adagrad()),
+    ("adadelta", optimizers.Adadelta(), hand_adadelta()),
+    ("adamax", optimizers.Adamax(), hand_adamax()),
+    ("nadam", optimizers.Nadam(), hand_nadam()),
+]
+
+
+@pytest.mark.parametrize("name, optimizer, expected", CASES, ids=[c[0] for c in CASES])
+def test_first_three_steps_match_keras_formulas(name, optimizer, expected):
+    w = np.array(W0)
+    for step, g in enumerate(GRADS):
+        optimizer.apply([w], [np.array(g)])
+        np.testing.assert_allclose(w, [trace[step] for trace in expected], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam"])
+def test_string_names_give_keras_defaults_and_update_in_place(name):
+    optimizer = optimizers.get(name)
+    expected_lr = 0.01 if name == "sgd" else 0.001
+    assert optimizer.learning_rate == expected_lr
+    layer = Dense(2)
+    layer.build((3,))
+    kernel = layer.params["kernel"]
+    before = kernel.copy()
+    optimizer.apply([kernel], [np.ones_like(kernel)])
+    assert layer.params["kernel"] is kernel          # same array object: updated in place
+    assert not np.allclose(kernel, before)
+
+
+def test_unknown_optimizer_name_lists_choices():
+    with pytest.raises(ValueError, match="adam"):
+        optimizers.get("adamw_typo")
