@@ -178,8 +178,9 @@ def _affine(image, params, mode, cval):
     centre = (np.array(image.shape[:2]) - 1) / 2.0
     offset = centre - matrix @ centre - shift
     if image.ndim == 3:                 # leave the channel axis untouched
-        matrix = np.block([[matrix, np.zeros((2, 1))], [np.zeros((1, 2)), np.ones((1, 1))]])
-        offset = np.append(offset, 0.0)
+        matrix3 = np.eye(3)
+        matrix3[:2, :2] = matrix
+        matrix, offset = matrix3, np.append(offset, 0.0)
     out = ndimage.affine_transform(image.astype(np.float64), matrix, offset=offset,
                                    order=1, mode=mode, cval=cval)
     if np.issubdtype(image.dtype, np.integer):

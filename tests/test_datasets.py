@@ -8,7 +8,6 @@ import gzip
 import io
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_data_dir
 from minicnn.datasets import (DatasetFormatError, DatasetNotFoundError, cifar10, cifar100,
                               fashion_mnist, mnist)
+from minicnn.datasets._cifar import safe_load
 from minicnn.datasets._idx import read_idx
 
 TINY_SIZES = {"train": 12, "test": 5}
@@ -303,6 +302,16 @@ def test_cifar_missing_offline_names_archive_and_checksum(tmp_path):
         cifar100.load_data(root=tmp_path)
     assert "cifar-100-python.tar.gz" in str(info.value)
     assert "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7" in str(info.value)
+    assert "cifar-100-python/ folder" in str(info.value)
+
+
+def test_codecs_encode_only_for_latin1_bytes():
+    """Protocol-2 pickles from Python 3 spell bytes as _codecs.encode(text, "latin1")."""
+    good = pickle.dumps({b"k": b"\xff\x00"}, protocol=2)
+    assert b"_codecs" in good and safe_load(good, "good") == {b"k": b"\xff\x00"}
+    bad = b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x04\x00\x00\x00zlib\x86R."
+    with pytest.raises(pickle.UnpicklingError, match="zlib"):
+        safe_load(bad, "bad")
 
 
 # ---------------------------------------------------- real data (slow tests)

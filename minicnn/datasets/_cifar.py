@@ -133,7 +133,8 @@ def read_batches(dataset, folder_name, archive_name, names, root):
         if (base / archive_name).is_file():
             return _read_archive(base / archive_name, folder_name, names)
     searched = [str(base) for base in _paths.data_roots(root)]
-    archive = _download.fetch_all(dataset, [archive_name], _paths.cache_dir(), searched=searched)[0]
+    hint = f"(an extracted {folder_name}/ folder inside one of them works too)"
+    archive = _download.fetch_all(dataset, [archive_name], _paths.cache_dir(), searched, hint)[0]
     return _read_archive(archive, folder_name, names)
 
 

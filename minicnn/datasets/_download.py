@@ -82,25 +82,26 @@ def mirrors_for(dataset):
     return user + list(MIRRORS[dataset])
 
 
-def fetch_all(dataset, filenames, dest_dir, searched=()):
+def fetch_all(dataset, filenames, dest_dir, searched=(), hint=""):
     """Make sure every file in ``filenames`` is in ``dest_dir``; return their paths.
 
     Files already present are kept as they are. ``searched`` lists the folders
-    the caller looked in, only to make the error message complete.
+    the caller looked in and ``hint`` adds a line, only to make the error
+    message complete.
     Raises DatasetNotFoundError (offline, or every mirror failed).
     """
     dest_dir = Path(dest_dir)
     missing = [name for name in filenames if not (dest_dir / name).is_file()]
     if missing and offline():
         raise DatasetNotFoundError(
-            missing_files_message(dataset, filenames, searched, "MINICNN_OFFLINE is set"))
+            missing_files_message(dataset, filenames, searched, "MINICNN_OFFLINE is set", hint))
     paths = []
     for name in filenames:
         try:
             paths.append(fetch(dataset, name, dest_dir))
         except DownloadError as err:
             raise DatasetNotFoundError(
-                missing_files_message(dataset, filenames, searched, str(err))) from err
+                missing_files_message(dataset, filenames, searched, str(err), hint)) from err
     return paths
 
 
@@ -215,7 +216,7 @@ class ProgressBar:
         self.stream.flush()
 
 
-def missing_files_message(dataset, filenames, searched, reason):
+def missing_files_message(dataset, filenames, searched, reason, hint=""):
     """Tell the user exactly which files to put where, with their checksums."""
     lines = [f"minicnn could not find the {dataset} files and could not download them ({reason}).",
              "Download these files yourself:"]
@@ -226,5 +227,7 @@ def missing_files_message(dataset, filenames, searched, reason):
     lines += [f"    {base}" for base in mirrors_for(dataset)]
     lines.append("and put them in one of these folders (or pass root= to load_data):")
     lines += [f"    {folder}" for folder in searched]
+    if hint:
+        lines.append(hint)
     return "\n".join(lines)
 
