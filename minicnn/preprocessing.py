@@ -119,6 +119,8 @@ class BatchFlow:
             raise ValueError(f"flow expects images (N, H, W) or (N, H, W, C), got shape {self.x.shape}")
         if self.y is not None and len(self.y) != len(self.x):
             raise ValueError(f"flow: x has {len(self.x)} samples but y has {len(self.y)}")
+        if int(batch_size) < 1:
+            raise ValueError(f"flow: batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.shuffle = int(batch_size), shuffle
         self.rng = np.random.default_rng(seed)
 
@@ -147,6 +149,8 @@ def augment_dataset(x, y, generator_or_kwargs, copies=1, seed=None):
     Returns:
         ``(x_aug, y_aug)`` of shapes (copies*N, H, W[, C]) and (copies*N, ...).
     """
+    if copies < 1:
+        raise ValueError(f"augment_dataset: copies must be at least 1, got {copies}")
     generator = generator_or_kwargs
     if isinstance(generator_or_kwargs, dict):
         generator = ImageDataGenerator(**generator_or_kwargs)

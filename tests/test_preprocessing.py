@@ -117,6 +117,10 @@ def test_flow_without_labels_and_bad_input(images):
     assert len(batches) == 2 and batches[0].shape == (5, 8, 8, 3)
     with pytest.raises(ValueError, match="samples"):
         ImageDataGenerator().flow(images, np.arange(3))
+    with pytest.raises(ValueError, match="batch_size"):
+        ImageDataGenerator().flow(images, batch_size=0)
+    with pytest.raises(ValueError, match="copies"):
+        augment_dataset(images, np.arange(10), {}, copies=0)
     with pytest.raises(ValueError, match="fill_mode"):
         ImageDataGenerator(fill_mode="mirror")
 

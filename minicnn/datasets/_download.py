@@ -139,10 +139,10 @@ def _download_verified(url, dest, expected_sha256):
             raise DownloadError(f"sha256 mismatch: got {digest}, expected {expected_sha256}; "
                                 f"the file was moved aside to {corrupt}")
         os.replace(tmp, dest)          # atomic: dest is either absent or complete
+    except DownloadError:
+        raise
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        if isinstance(err, DownloadError):
-            raise
-        raise DownloadError(_describe(err)) from err
+        raise DownloadError(_describe(err)) from err   # socket.timeout is an OSError too
     finally:
         if tmp.exists():               # interrupted (even by Ctrl-C): drop the partial file
             tmp.unlink()
