@@ -364,5 +364,11 @@ class Sequential:
         self.device = device
         return self
 
+    def trace(self, x, print_fn=print):
+        """Send one batch through forward and backward and print, per layer, the shapes,
+        im2col size, FLOPs, time and memory; returns the rows (see ``minicnn.trace``)."""
+        from .trace import trace_model
+        return trace_model(self, x, print_fn)
+
     def __repr__(self):
         return f"Sequential(name={self.name!r}, layers={self.layers!r})"
