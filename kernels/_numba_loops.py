@@ -75,62 +75,79 @@ def col2im_loop(col, kh, kw, sh, sw, pt, pl, OH, OW, dx):
                             dx[n, h, w, c] += col[r, k0 + c]
 
 
+@njit(cache=CACHE)
+def _ow_range(j, sw, pl, W, OW):
+    """Output columns ``ow`` whose input column ``ow*sw + j - pl`` lies inside the image."""
+    lo = max(0, (pl - j + sw - 1) // sw)
+    hi = min(OW, (W - 1 - j + pl) // sw + 1)
+    return lo, hi
+
+
 @pjit
 def conv_direct_forward_loop(x, kern, bias, sh, sw, pt, pl, y):
-    """y = conv(x, kern) + bias without a col matrix: cheap when C_in is tiny."""
+    """y = conv(x, kern) + bias with no col matrix: wins when C_in is tiny.
+
+    Per output row the sums build up in ``acc[co, ow]``, so the innermost loop runs
+    along ``ow`` over contiguous memory and LLVM can vectorise it (an inner loop over
+    the few output channels could not be).
+    """
     N, H, W, C = x.shape
     kh, kw, _, CO = kern.shape
     _, OH, OW, _ = y.shape
     for n in prange(N):
-        acc = np.empty(CO, y.dtype)
+        acc = np.empty((CO, OW), y.dtype)
         for oh in range(OH):
+            for co in range(CO):
+                acc[co, :] = bias[co]
+            for i in range(kh):
+                h = oh * sh + i - pt
+                if h < 0 or h >= H:
+                    continue
+                for j in range(kw):
+                    lo, hi = _ow_range(j, sw, pl, W, OW)
+                    for c in range(C):
+                        for co in range(CO):
+                            k = kern[i, j, c, co]
+                            for ow in range(lo, hi):
+                                acc[co, ow] += k * x[n, h, ow * sw + j - pl, c]
             for ow in range(OW):
-                acc[:] = bias
-                for i in range(kh):
-                    h = oh * sh + i - pt
-                    if h < 0 or h >= H:
-                        continue
-                    for j in range(kw):
-                        w = ow * sw + j - pl
-                        if w < 0 or w >= W:
-                            continue
-                        for c in range(C):
-                            v = x[n, h, w, c]
-                            for co in range(CO):
-                                acc[co] += v * kern[i, j, c, co]
-                y[n, oh, ow, :] = acc
+                for co in range(CO):
+                    y[n, oh, ow, co] = acc[co, ow]
 
 
 @pjit
 def conv_direct_backward_loop(x, kern, dy, sh, sw, pt, pl, dx, dk_parts):
-    """dx (zeroed) and per-slot kernel gradients dk_parts[t] (zeroed; caller sums over t).
+    """dx (zeroed) and kernel-gradient partials ``dk_parts[t, i, j, c, co, ow]`` (zeroed).
 
-    Slot t handles images t, t+T, t+2T, ... so no two threads touch the same dk slot.
+    Slot t handles images t, t+T, ... so no two threads share a dk slot. Keeping one
+    partial per ``ow`` turns the dk reduction into vectorisable element-wise updates;
+    the caller sums over t and ow at the end.
     """
     N, H, W, C = x.shape
     kh, kw, _, CO = kern.shape
     _, OH, OW, _ = dy.shape
     T = dk_parts.shape[0]
     for t in prange(T):
+        g = np.empty((CO, OW), dy.dtype)
+        dk = dk_parts[t]
         for n in range(t, N, T):
             for oh in range(OH):
                 for ow in range(OW):
-                    for i in range(kh):
-                        h = oh * sh + i - pt
-                        if h < 0 or h >= H:
-                            continue
-                        for j in range(kw):
-                            w = ow * sw + j - pl
-                            if w < 0 or w >= W:
-                                continue
-                            for c in range(C):
-                                v = x[n, h, w, c]
-                                s = dx[n, h, w, c]
-                                for co in range(CO):
-                                    g = dy[n, oh, ow, co]
-                                    dk_parts[t, i, j, c, co] += v * g
-                                    s += kern[i, j, c, co] * g
-                                dx[n, h, w, c] = s
+                    for co in range(CO):
+                        g[co, ow] = dy[n, oh, ow, co]
+                for i in range(kh):
+                    h = oh * sh + i - pt
+                    if h < 0 or h >= H:
+                        continue
+                    for j in range(kw):
+                        lo, hi = _ow_range(j, sw, pl, W, OW)
+                        for c in range(C):
+                            for co in range(CO):
+                                k = kern[i, j, c, co]
+                                for ow in range(lo, hi):
+                                    w = ow * sw + j - pl
+                                    dx[n, h, w, c] += k * g[co, ow]
+                                    dk[i, j, c, co, ow] += x[n, h, w, c] * g[co, ow]
 
 
 @pjit

@@ -95,10 +95,10 @@ def conv2d_backward(dy, cache):
     dx = np.zeros_like(x)
     # One private kernel-gradient slot per thread, summed afterwards (no write races).
     slots = min(numba.get_num_threads(), x.shape[0])
-    dk_parts = np.zeros((slots,) + kernel.shape, dtype=x.dtype)
+    dk_parts = np.zeros((slots,) + kernel.shape + (dy.shape[2],), dtype=x.dtype)
     loops.conv_direct_backward_loop(x, kernel, dy, sh, sw, pt, pl, dx, dk_parts)
     dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
-    return dx, dk_parts.sum(axis=0), dbias
+    return dx, dk_parts.sum(axis=(0, 5)), dbias
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):

@@ -1,0 +1,125 @@
+"""Conv and pooling layer timings: our NumPy and Numba kernels against PyTorch's CPU ops.
+
+    pytest benchmarks/bench_kernels.py --benchmark-json results/bench_kernels.json
+    python benchmarks/report_kernels.py results/bench_kernels.json
+
+Shapes are the layers of the course's notebooks (LeNet-5, the Fashion-MNIST convnet, the
+AlexNet-like CIFAR net) at their batch sizes, float32, NHWC. Threads: BENCH_THREADS
+(default 2) for BLAS, Numba and PyTorch alike. The first call of each case (Numba
+compilation or cache load) is timed separately into ``extra_info["first_call_s"]`` and
+kept out of the statistics; PyTorch gets NCHW tensors made outside the timed region.
+"""
+import time
+
+import numpy as np
+import pytest
+
+import kernels
+
+# name: (x shape NHWC, kernel (kh, kw, C_in, C_out) or None for max-pool, strides, padding)
+SHAPES = {
+    "lenet_conv1_b64": ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "valid"),
+    "lenet_conv2_b64": ((64, 12, 12, 6), (5, 5, 6, 16), (1, 1), "valid"),
+    "lenet_conv3_b64": ((64, 4, 4, 16), (5, 5, 16, 120), (1, 1), "same"),
+    "fashion_conv1_b128": ((128, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
+    "fashion_conv2_b128": ((128, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid"),
+    "alex_conv1_b64": ((64, 32, 32, 3), (11, 11, 3, 96), (4, 4), "same"),
+    "alex_conv2_b64": ((64, 4, 4, 96), (5, 5, 96, 256), (1, 1), "same"),
+    "maxpool2x2_b128": ((128, 26, 26, 32), None, (2, 2), "valid"),
+}
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+IMPL_NAMES = [n for n in ("numpy", "numba") if n in kernels.IMPLS] + (["torch"] if torch else [])
+
+
+def flops(name, mode):
+    """GEMM-equivalent floating-point operations (2*M*K*N per product; backward has two)."""
+    x_shape, k_shape, strides, padding = SHAPES[name]
+    if k_shape is None:
+        return 0
+    N, H, W, _ = x_shape
+    kh, kw, C_in, C_out = k_shape
+    OH = kernels.output_size(H, kh, strides[0], padding)
+    OW = kernels.output_size(W, kw, strides[1], padding)
+    one = 2 * N * OH * OW * kh * kw * C_in * C_out
+    return one if mode == "fwd" else 3 * one
+
+
+def _ours(mod, name, mode, rng):
+    """A zero-argument callable running our kernel for one case."""
+    x_shape, k_shape, strides, padding = SHAPES[name]
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    if k_shape is None:
+        fwd = lambda: mod.maxpool2d_forward(x, (2, 2), strides, padding)  # noqa: E731
+        bwd = mod.maxpool2d_backward
+    else:
+        kern = rng.standard_normal(k_shape, dtype=np.float32) * 0.1
+        bias = np.zeros(k_shape[3], np.float32)
+        fwd = lambda: mod.conv2d_forward(x, kern, bias, strides, padding)  # noqa: E731
+        bwd = mod.conv2d_backward
+    if mode == "fwd":
+        return fwd
+    dy = rng.standard_normal(fwd()[0].shape, dtype=np.float32)
+    return lambda: bwd(dy, fwd()[1])
+
+
+def _torch_pad(n, k, s, padding):
+    before, after = kernels.pad_amounts(n, k, s, padding)
+    return before, after
+
+
+def _torch(name, mode, rng):
+    """The same case in PyTorch (NCHW, tensors built here, outside the timed region)."""
+    x_shape, k_shape, strides, padding = SHAPES[name]
+    x = torch.from_numpy(rng.standard_normal(x_shape, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+    if k_shape is None:
+        op = lambda t: F.max_pool2d(t, 2, strides)  # noqa: E731
+        params = []
+    else:
+        kh, kw, _, C_out = k_shape
+        w = torch.from_numpy(rng.standard_normal(k_shape, dtype=np.float32) * 0.1).permute(3, 2, 0, 1).contiguous()
+        b = torch.zeros(C_out)
+        # TensorFlow's "same" can pad unevenly; F.pad states both sides explicitly.
+        (pt, pb), (pl, pr) = (_torch_pad(x_shape[1], kh, strides[0], padding),
+                              _torch_pad(x_shape[2], kw, strides[1], padding))
+        pads = (pl, pr, pt, pb)
+        op = lambda t: F.conv2d(F.pad(t, pads) if any(pads) else t, w, b, strides)  # noqa: E731
+        params = [w, b]
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                return op(x)
+        return run
+    x.requires_grad_(True)
+    for p in params:
+        p.requires_grad_(True)
+    dy = torch.from_numpy(rng.standard_normal(tuple(op(x).shape), dtype=np.float32))
+
+    def run():
+        for t in [x] + params:
+            t.grad = None
+        op(x).backward(dy)
+    return run
+
+
+@pytest.mark.parametrize("impl", IMPL_NAMES)
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_layer(benchmark, shape, mode, impl):
+    rng = np.random.default_rng(0)
+    fn = _torch(shape, mode, rng) if impl == "torch" else _ours(kernels.IMPLS[impl], shape, mode, rng)
+    benchmark.group = f"{shape}-{mode}"
+    start = time.perf_counter()
+    fn()                                   # compile (or load from cache), touch memory
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    benchmark.extra_info.update(shape=shape, mode=mode, impl=impl, dtype="float32",
+                                first_call_s=first, gflop=flops(shape, mode) / 1e9)
+    rounds = int(min(200, max(5, 0.6 / max(once, 1e-6))))
+    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)

@@ -1,0 +1,22 @@
+"""Benchmark session setup: thread caps and machine details in the saved JSON."""
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # so `_machine` imports from here
+
+import _machine  # noqa: E402
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+
+
+def pytest_configure(config):
+    try:
+        import torch  # noqa: F401 - imported before set_threads so its pool is capped too
+    except ImportError:
+        pass
+    config._minicnn_limiter = _machine.set_threads(THREADS)   # keep the limiter alive
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["minicnn"] = dict(_machine.machine_info(), bench_threads=THREADS)
