@@ -1,0 +1,182 @@
+"""``model.trace(x)``: follow one batch through the network, layer by layer.
+
+For every layer it reports what a learner would work out by hand:
+
+* input and output shapes, batch axis included;
+* for Conv2D, the im2col matrix: (N·OH·OW, kh·kw·C_in), one row per output pixel,
+  one column per kernel weight, and its size in MB (10**6 bytes);
+* forward FLOPs of the matrix products, 2 per multiply-add:
+  Conv2D 2·N·OH·OW·kh·kw·C_in·C_out, Dense 2·N·D·units. Everything else (pooling,
+  activations, bias adds, BatchNorm, Dropout) is a cheap elementwise pass and counts 0;
+* forward and backward wall time;
+* extra memory: bytes of the output plus what the layer caches for backward, not
+  counting arrays it shares with its input, its output or its parameters.
+
+The batch goes through once to warm up (Numba compiles its kernels on first use),
+then a few timed times; each layer reports its fastest. The model is left exactly as it was: BatchNorm statistics,
+gradients and the random generator are restored afterwards.
+"""
+import time
+
+import numpy as np
+
+from kernels import backend
+from .layers import Conv2D, Dense
+from .stats import preserved_training_state
+from .summary import format_bytes
+
+
+def conv_geometry(layer):
+    """(OH, OW, kh, kw, C_in, C_out) of a built Conv2D."""
+    OH, OW, C_out = layer.output_shape
+    kh, kw = layer.kernel_size
+    return OH, OW, kh, kw, layer.input_shape[2], C_out
+
+
+def im2col_shape(layer, n):
+    """Shape of the im2col matrix a Conv2D builds for a batch of ``n`` (None for other layers).
+
+    The NumPy kernels (and Numba for C_in > 1) build it; Numba's direct loops for
+    C_in = 1 never do, and a batch too big for the im2col budget builds it in chunks.
+    """
+    if not isinstance(layer, Conv2D):
+        return None
+    OH, OW, kh, kw, C_in, _ = conv_geometry(layer)
+    return (n * OH * OW, kh * kw * C_in)
+
+
+def forward_flops(layer, n):
+    """Floating-point operations of the layer's forward matrix product for ``n`` samples."""
+    if isinstance(layer, Conv2D):
+        OH, OW, kh, kw, C_in, C_out = conv_geometry(layer)
+        return 2 * n * OH * OW * kh * kw * C_in * C_out
+    if isinstance(layer, Dense):
+        return 2 * n * layer.input_shape[0] * layer.units
+    return 0
+
+
+def _arrays(obj):
+    """Every array inside a cache (nested tuples, lists and dicts)."""
+    if hasattr(obj, "nbytes") and hasattr(obj, "shape"):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _arrays(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _arrays(item)
+
+
+def _owner(a):
+    """The array that owns ``a``'s memory (``a`` itself unless it is a view)."""
+    while getattr(a, "base", None) is not None and hasattr(a.base, "nbytes"):
+        a = a.base
+    return a
+
+
+def extra_bytes(layer, x, y):
+    """Bytes the layer keeps alive between forward and backward: output + cache.
+
+    Arrays that are (views of) the input or the parameters are not new memory, and
+    an output that is a view of the input (Flatten) costs nothing.
+    """
+    seen = {id(_owner(a)) for a in (x, *layer.params.values())}
+    total = 0
+    for a in (y, *_arrays(layer._cache)):
+        owner = _owner(a)
+        if id(owner) not in seen:
+            seen.add(id(owner))
+            total += int(owner.nbytes)
+    return total
+
+
+def _sync(a):
+    """Wait for the GPU to finish, so the clock measures the work and not its launch."""
+    if backend.is_gpu(a):
+        backend.cupy.cuda.Device().synchronize()
+
+
+def _timed(function, argument):
+    start = time.perf_counter()
+    result = function(argument)
+    _sync(result)
+    return result, (time.perf_counter() - start) * 1000.0
+
+
+def _passes(model, x, dy_rng):
+    """Forward then backward through every layer; per-layer rows with times and memory."""
+    rows = []
+    for layer in model.layers:
+        y, ms = _timed(lambda a: layer.forward(a, training=True), x)
+        n = x.shape[0]
+        col = im2col_shape(layer, n)
+        rows.append({"name": layer.name, "type": type(layer).__name__,
+                     "input_shape": tuple(x.shape), "output_shape": tuple(y.shape),
+                     "im2col_shape": col,
+                     "im2col_mb": None if col is None else col[0] * col[1] * x.dtype.itemsize / 1e6,
+                     "flops": forward_flops(layer, n), "forward_ms": ms,
+                     "memory_bytes": extra_bytes(layer, x, y)})
+        x = y
+    # Any upstream gradient will do for timing; a fixed seed keeps runs comparable.
+    dy = dy_rng.standard_normal(x.shape).astype(x.dtype)
+    dy = backend.to_device(dy, "gpu") if backend.is_gpu(x) else dy
+    for layer, row in zip(reversed(model.layers), reversed(rows)):
+        dy, row["backward_ms"] = _timed(layer.backward, dy)
+    return rows
+
+
+def _human(n):
+    """705600 -> '705.6k', 3072000 -> '3.07M': FLOP counts a person can read."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
+def format_table(rows):
+    """The rows of ``trace_model`` as aligned text, with totals."""
+    def shape(s):
+        return "(" + ", ".join(map(str, s)) + ")"
+    header = ("Layer (type)", "Input", "Output", "im2col (MB)", "FLOPs", "fwd ms", "bwd ms", "Memory")
+    lines = [header]
+    for r in rows:
+        col = "" if r["im2col_shape"] is None else f"{shape(r['im2col_shape'])} {r['im2col_mb']:.3f}"
+        lines.append((f"{r['name']} ({r['type']})", shape(r["input_shape"]), shape(r["output_shape"]),
+                      col, _human(r["flops"]), f"{r['forward_ms']:.3f}", f"{r['backward_ms']:.3f}",
+                      format_bytes(r["memory_bytes"])))
+    lines.append(("Total", "", "", "", _human(sum(r["flops"] for r in rows)),
+                  f"{sum(r['forward_ms'] for r in rows):.3f}",
+                  f"{sum(r['backward_ms'] for r in rows):.3f}",
+                  format_bytes(sum(r["memory_bytes"] for r in rows))))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) if i < 4 else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(line, widths))) for line in lines]
+    text.insert(1, "-" * len(text[0]))
+    text.insert(-1, "-" * len(text[0]))
+    text.append("FLOPs: conv/dense matrix products only, 2 per multiply-add; pooling, "
+                "activations, bias, BatchNorm and Dropout count 0.")
+    return "\n".join(text)
+
+
+def trace_model(model, x, print_fn=print, repeat=3):
+    """Trace one batch ``x`` through ``model``; print the table and return its rows.
+
+    Each row is a dict: name, type, input_shape, output_shape, im2col_shape (None
+    unless Conv2D), im2col_mb, flops, forward_ms, backward_ms, memory_bytes.
+
+    Times are the fastest of ``repeat`` passes, after one warm-up pass.
+
+    Shapes: x: (N, *model.input_shape); a small N (1-32) is enough.
+    """
+    x, _ = model._prepare(x, what="trace")
+    x, _ = model._as_batch(x)
+    with preserved_training_state(model):
+        _passes(model, x, np.random.default_rng(0))            # warm-up: JIT compilation
+        runs = [_passes(model, x, np.random.default_rng(0)) for _ in range(max(repeat, 1))]
+    rows = runs[0]
+    for key in ("forward_ms", "backward_ms"):   # the fastest run: the least disturbed by
+        for i, row in enumerate(rows):          # other programs, as timeit reports
+            row[key] = min(run[i][key] for run in runs)
+    if print_fn is not None:
+        print_fn(format_table(rows))
+    return rows

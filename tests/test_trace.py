@@ -1,0 +1,87 @@
+"""model.trace: shapes, im2col sizes and FLOPs of LeNet-5, and that tracing changes nothing."""
+import numpy as np
+import pytest
+
+from minicnn import Sequential
+from minicnn.layers import (AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+                            MaxPooling2D)
+from minicnn.trace import trace_model
+
+
+def lenet5(seed=0):
+    return Sequential([
+        Conv2D(6, 5, activation="tanh", input_shape=(28, 28, 1)),
+        AveragePooling2D(),
+        Conv2D(16, 5, activation="tanh"),
+        AveragePooling2D(),
+        Conv2D(120, 5, activation="tanh", padding="same"),
+        Flatten(),
+        Dense(84, activation="tanh"),
+        Dense(10, activation="softmax"),
+    ], seed=seed)
+
+
+@pytest.fixture(scope="module")
+def lenet_trace():
+    printed = []
+    model = lenet5()
+    rows = model.trace(np.random.default_rng(0).random((2, 28, 28, 1)), print_fn=printed.append)
+    return model, rows, printed
+
+
+def test_lenet5_shapes(lenet_trace):
+    _, rows, _ = lenet_trace
+    assert [r["output_shape"] for r in rows] == [
+        (2, 24, 24, 6), (2, 12, 12, 6), (2, 8, 8, 16), (2, 4, 4, 16),
+        (2, 4, 4, 120), (2, 1920), (2, 84), (2, 10)]
+    assert rows[0]["input_shape"] == (2, 28, 28, 1)
+    for before, after in zip(rows, rows[1:]):
+        assert after["input_shape"] == before["output_shape"]
+
+
+def test_lenet5_flops_and_im2col(lenet_trace):
+    _, rows, _ = lenet_trace
+    # 2 FLOPs per multiply-add: conv 2·N·OH·OW·kh·kw·Cin·Cout, dense 2·N·D·units; the rest 0.
+    expected_flops = [2 * 2 * 24 * 24 * 5 * 5 * 1 * 6,      # 345,600
+                      0,
+                      2 * 2 * 8 * 8 * 5 * 5 * 6 * 16,       # 614,400
+                      0,
+                      2 * 2 * 4 * 4 * 5 * 5 * 16 * 120,     # 3,072,000
+                      0,
+                      2 * 2 * 1920 * 84,                    # 645,120
+                      2 * 2 * 84 * 10]                      # 3,360
+    assert [r["flops"] for r in rows] == expected_flops
+    assert sum(expected_flops) == 4_680_480
+    # im2col: one row per output pixel of the batch, one column per weight of a filter.
+    assert [r["im2col_shape"] for r in rows] == [
+        (1152, 25), None, (128, 150), None, (32, 400), None, None, None]
+    assert rows[2]["im2col_mb"] == pytest.approx(128 * 150 * 4 / 1e6)   # float32
+
+
+def test_trace_times_memory_and_table(lenet_trace):
+    model, rows, printed = lenet_trace
+    assert all(r["forward_ms"] >= 0 and r["backward_ms"] >= 0 for r in rows)
+    # The first conv keeps its float32 output (2·24·24·6 values); Flatten is a view: free.
+    assert rows[0]["memory_bytes"] >= 2 * 24 * 24 * 6 * 4
+    assert rows[5]["memory_bytes"] == 0
+    text = printed[0]
+    for layer in model.layers:
+        assert layer.name in text
+    assert "im2col" in text and "(1152, 25)" in text and "Total" in text
+
+
+def test_trace_leaves_the_model_untouched():
+    model = Sequential([Conv2D(4, 3, activation="relu", input_shape=(6, 6, 2)), BatchNormalization(),
+                        MaxPooling2D(), Flatten(), Dropout(0.5), Dense(3, activation="softmax")], seed=1)
+    model.compile("sgd", loss="sparse_categorical_crossentropy")
+    weights, rng_state = model.get_weights(), model.rng.bit_generator.state
+    rows = trace_model(model, np.ones((3, 6, 6, 2)), print_fn=None, repeat=1)
+    assert len(rows) == len(model.layers)
+    for before, after in zip(weights, model.get_weights()):   # includes BatchNorm's moving stats
+        np.testing.assert_array_equal(before, after)
+    assert model.rng.bit_generator.state == rng_state          # dropout drew no masks for real
+
+
+def test_trace_rejects_a_wrong_shape():
+    with pytest.raises(ValueError, match="expects inputs of shape"):
+        lenet5().trace(np.zeros((2, 28, 28)), print_fn=None)
