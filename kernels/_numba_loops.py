@@ -33,54 +33,58 @@ CACHE = cache_enabled()
 pjit = njit(cache=CACHE, parallel=True)
 
 
-@pjit
-def im2col_loop(x, kh, kw, sh, sw, pt, pl, OH, OW, col):
-    """col[(n*OH+oh)*OW+ow, (i*kw+j)*C+c] = x[n, oh*sh+i-pt, ow*sw+j-pl, c], 0 in the padding."""
-    N, H, W, C = x.shape
-    for n in prange(N):
-        for oh in range(OH):
-            for ow in range(OW):
-                r = (n * OH + oh) * OW + ow
-                for i in range(kh):
-                    h = oh * sh + i - pt
-                    for j in range(kw):
-                        w = ow * sw + j - pl
-                        k0 = (i * kw + j) * C
-                        if 0 <= h < H and 0 <= w < W:
-                            for c in range(C):
-                                col[r, k0 + c] = x[n, h, w, c]
-                        else:
-                            for c in range(C):
-                                col[r, k0 + c] = 0
-
-
-@pjit
-def col2im_loop(col, kh, kw, sh, sw, pt, pl, OH, OW, dx):
-    """dx[n, oh*sh+i-pt, ow*sw+j-pl, c] += col[row, (i*kw+j)*C+c]; padding entries dropped."""
-    N, H, W, C = dx.shape
-    for n in prange(N):
-        for oh in range(OH):
-            for ow in range(OW):
-                r = (n * OH + oh) * OW + ow
-                for i in range(kh):
-                    h = oh * sh + i - pt
-                    if h < 0 or h >= H:
-                        continue
-                    for j in range(kw):
-                        w = ow * sw + j - pl
-                        if w < 0 or w >= W:
-                            continue
-                        k0 = (i * kw + j) * C
-                        for c in range(C):
-                            dx[n, h, w, c] += col[r, k0 + c]
-
-
 @njit(cache=CACHE)
 def _ow_range(j, sw, pl, W, OW):
     """Output columns ``ow`` whose input column ``ow*sw + j - pl`` lies inside the image."""
     lo = max(0, (pl - j + sw - 1) // sw)
     hi = min(OW, (W - 1 - j + pl) // sw + 1)
     return lo, hi
+
+
+@pjit
+def im2col_loop(x, kh, kw, sh, sw, pt, pl, OH, OW, col):
+    """col[(n*OH+oh)*OW+ow, (i*kw+j)*C+c] = x[n, oh*sh+i-pt, ow*sw+j-pl, c], 0 in the padding.
+
+    For fixed (row, i) the columns (j, c) are adjacent in col, and so are the pixels
+    (w, c) in an NHWC image row: each window row is one contiguous run.
+    """
+    N, H, W, C = x.shape
+    xf = x.reshape(N, H, W * C)
+    for n in prange(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                r = (n * OH + oh) * OW + ow
+                w0 = ow * sw - pl
+                j0, j1 = max(0, -w0), min(kw, W - w0)   # window columns inside the image
+                for i in range(kh):
+                    h = oh * sh + i - pt
+                    k0 = i * kw * C
+                    inside = 0 <= h < H
+                    for m in range(kw * C):   # explicit loop: cheaper than a slice copy for C=1
+                        if inside and j0 * C <= m < j1 * C:
+                            col[r, k0 + m] = xf[n, h, w0 * C + m]
+                        else:
+                            col[r, k0 + m] = 0
+
+
+@pjit
+def col2im_loop(col, kh, kw, sh, sw, pt, pl, OH, OW, dx):
+    """dx[n, oh*sh+i-pt, ow*sw+j-pl, c] += col[row, (i*kw+j)*C+c]; padding entries dropped."""
+    N, H, W, C = dx.shape
+    dxf = dx.reshape(N, H, W * C)
+    for n in prange(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                r = (n * OH + oh) * OW + ow
+                w0 = ow * sw - pl
+                j0, j1 = max(0, -w0), min(kw, W - w0)
+                for i in range(kh):
+                    h = oh * sh + i - pt
+                    if h < 0 or h >= H:
+                        continue
+                    k0 = i * kw * C
+                    for m in range(j0 * C, j1 * C):
+                        dxf[n, h, w0 * C + m] += col[r, k0 + m]
 
 
 @pjit
