@@ -1,0 +1,62 @@
+"""LeNet-5 on MNIST, as the course notebook wrote it.
+
+Reproduces the notebook's LeNet run: tanh convolutions with average pooling, adam,
+batch 64, 10 epochs, the test set as validation data -> 98.36% test accuracy
+(95.80% after the first epoch; Keras took 10-13 s per epoch).
+
+    python examples/lenet_mnist.py             # the notebook's full run
+    python examples/lenet_mnist.py --quick     # a few seconds on 2000 images
+
+Writes metrics.json, curves.png, misclassified.png, confusion.png, filters.png and
+feature_maps.png to --out (default examples/out/lenet_mnist/).
+"""
+# %% 0. Imports and flags
+from minicnn import Sequential, plot
+from minicnn.datasets import mnist
+from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten
+from minicnn.utils import to_categorical
+
+from _common import EpochTimer, Results, parse_args, show, take   # examples/_common.py
+
+args = parse_args("lenet_mnist", __doc__, epochs=10, batch_size=64)
+results = Results("lenet_mnist", "LeNet-5 on MNIST (98.36% after 10 epochs)", args)
+
+# %% 1. Data (notebook cells 2-3): 28x28 grey images scaled to [0, 1], one channel axis
+(x_train, y_train), (x_test, y_test) = take(args, *mnist.load_data())
+x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / 255
+x_test = x_test.reshape(-1, 28, 28, 1).astype("float32") / 255
+y_train, y_test = to_categorical(y_train, 10), to_categorical(y_test, 10)
+print("x_train", x_train.shape, "x_test", x_test.shape)
+
+# %% 2. Model (notebook cell 4)
+model = Sequential([
+    Conv2D(6, kernel_size=(5, 5), activation="tanh", input_shape=(28, 28, 1)),
+    AveragePooling2D(pool_size=(2, 2)),
+    Conv2D(16, kernel_size=(5, 5), activation="tanh"),
+    AveragePooling2D(pool_size=(2, 2)),
+    Conv2D(120, kernel_size=(5, 5), activation="tanh", padding="same"),
+    Flatten(),
+    Dense(84, activation="tanh"),
+    Dense(10, activation="softmax"),
+], seed=args.seed)
+model.summary()
+
+# %% 3. Train (notebook cell 5)
+model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+timer = EpochTimer()
+history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                    validation_data=(x_test, y_test), callbacks=[timer])
+
+# %% 4. Evaluate (notebook cell 6)
+test_loss, test_accuracy = model.evaluate(x_test, y_test)
+print(f"Test accuracy: {test_accuracy:.4f}")
+results.add("lenet", history, (test_loss, test_accuracy), timer, notebook_accuracy=0.9836)
+
+# %% 5. Curves, mistakes, and what the first layer learned
+y_pred = model.predict(x_test)
+plot.plot_history(history, path=args.out / "curves.png", title="LeNet-5 on MNIST")
+plot.plot_misclassified(x_test, y_test, y_pred, path=args.out / "misclassified.png")
+plot.plot_confusion_matrix(y_test, y_pred, path=args.out / "confusion.png")
+plot.plot_filters(model.layers[0], path=args.out / "filters.png")
+plot.plot_feature_maps(model, x_test[0], layer_index=0, path=args.out / "feature_maps.png")
+show()
