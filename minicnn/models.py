@@ -12,6 +12,7 @@ from .callbacks import CallbackList, History
 from .layers import Input, Layer
 from .progbar import Progbar
 from .summary import summary_table
+from .threads import compute_threads
 
 
 def snake_case(name):
@@ -171,6 +172,7 @@ class Sequential:
     def _batch_logs(self, y, y_pred):
         return {name: fn(y, y_pred) for name, fn in self.metrics}
 
+    @compute_threads()
     def train_on_batch(self, x, y):
         """One step on one batch; returns [loss, metrics…] measured before the update."""
         self._require_compiled("train_on_batch")
@@ -180,6 +182,7 @@ class Sequential:
         values = [loss_value, *self._batch_logs(y, y_pred).values()]
         return values if self.metrics else loss_value
 
+    @compute_threads()
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, steps_per_epoch=None,
             initial_epoch=0):
@@ -290,6 +293,7 @@ class Sequential:
         return steps_per_epoch, epoch_batches
 
     # -- inference ------------------------------------------------------------
+    @compute_threads()
     def predict(self, x, batch_size=32, verbose=0):
         """The last layer's outputs for every sample, as a NumPy array (inference mode)."""
         x, _ = self._prepare(x, what="predict")
@@ -297,6 +301,7 @@ class Sequential:
                    for i in range(0, len(x), batch_size)]
         return np.concatenate(outputs)
 
+    @compute_threads()
     def evaluate(self, x, y, batch_size=32, verbose=1):
         """Mean loss (and metrics) over (x, y) in inference mode: ``[loss, accuracy]``,
         or the loss alone when the model was compiled without metrics."""
