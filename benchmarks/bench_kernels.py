@@ -1,7 +1,9 @@
 """Conv and pooling layer timings: our NumPy and Numba kernels against PyTorch's CPU ops.
 
-    pytest benchmarks/bench_kernels.py --benchmark-json results/bench_kernels.json
-    python benchmarks/report_kernels.py results/bench_kernels.json
+    for impl in numpy numba torch; do
+        BENCH_IMPLS=$impl pytest benchmarks/bench_kernels.py --benchmark-json results/bench_$impl.json
+    done
+    python benchmarks/report_kernels.py results/bench_*.json --out results/bench_kernels
 
 Shapes are the layers of the course's notebooks (LeNet-5, the Fashion-MNIST convnet, the
 AlexNet-like CIFAR net) at their batch sizes, float32, NHWC. Threads: BENCH_THREADS
@@ -9,6 +11,7 @@ AlexNet-like CIFAR net) at their batch sizes, float32, NHWC. Threads: BENCH_THRE
 compilation or cache load) is timed separately into ``extra_info["first_call_s"]`` and
 kept out of the statistics; PyTorch gets NCHW tensors made outside the timed region.
 """
+import os
 import time
 
 import numpy as np
@@ -28,12 +31,17 @@ SHAPES = {
     "maxpool2x2_b128": ((128, 26, 26, 32), None, (2, 2), "valid"),
 }
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    torch = None
-IMPL_NAMES = [n for n in ("numpy", "numba") if n in kernels.IMPLS] + (["torch"] if torch else [])
+# BENCH_IMPLS=numba runs one implementation per process: thread pools of different
+# libraries (Numba's OpenMP, PyTorch's, OpenBLAS) idle-spin and steal each other's cores.
+WANTED = os.environ.get("BENCH_IMPLS", "numpy,numba,torch").split(",")
+torch = None
+if "torch" in WANTED:
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        torch = None
+IMPL_NAMES = [n for n in ("numpy", "numba") if n in kernels.IMPLS and n in WANTED] + (["torch"] if torch else [])
 
 
 def flops(name, mode):

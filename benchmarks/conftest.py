@@ -11,10 +11,11 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
 
 def pytest_configure(config):
-    try:
-        import torch  # noqa: F401 - imported before set_threads so its pool is capped too
-    except ImportError:
-        pass
+    if "torch" in os.environ.get("BENCH_IMPLS", "torch"):
+        try:
+            import torch  # noqa: F401 - imported before set_threads so its pool is capped too
+        except ImportError:
+            pass
     config._minicnn_limiter = _machine.set_threads(THREADS)   # keep the limiter alive
 
 

@@ -1,8 +1,9 @@
 """Turn a bench_kernels.py JSON into a markdown table and a bar chart.
 
-    python benchmarks/report_kernels.py results/bench_kernels.json [--out results/kernels]
+    python benchmarks/report_kernels.py results/bench_*.json [--out results/bench_kernels]
 
-Writes ``<out>.md`` and ``<out>.png`` (default: next to the JSON). Times are the minimum
+Several JSON files (one per implementation, see bench_kernels.py) are merged. Writes
+``<out>.md`` and ``<out>.png`` (default: next to the first JSON). Times are the minimum
 over rounds (the least disturbed run, as pytest-benchmark sorts by default); the median
 is shown too because shared 2-core machines are noisy.
 """
@@ -12,14 +13,18 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def load(path):
-    """{(shape, mode): {impl: (min_s, median_s, gflop)}} plus the machine info."""
-    data = json.loads(Path(path).read_text())
-    rows = defaultdict(dict)
-    for b in data["benchmarks"]:
-        e = b["extra_info"]
-        rows[(e["shape"], e["mode"])][e["impl"]] = (b["stats"]["min"], b["stats"]["median"], e["gflop"])
-    return rows, data.get("machine_info", {})
+def load(paths):
+    """{(shape, mode): {impl: (min_s, median_s, gflop)}} plus the machine info (richest file's)."""
+    rows, machine = defaultdict(dict), {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for b in data["benchmarks"]:
+            e = b["extra_info"]
+            rows[(e["shape"], e["mode"])][e["impl"]] = (b["stats"]["min"], b["stats"]["median"], e["gflop"])
+        info = data.get("machine_info", {})
+        if "torch" in info.get("minicnn", {}) or not machine:
+            machine = info
+    return rows, machine
 
 
 def table(rows, machine):
@@ -64,10 +69,10 @@ def chart(rows, png):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json")
+    parser.add_argument("json", nargs="+")
     parser.add_argument("--out", help="output path without extension")
     args = parser.parse_args()
-    out = Path(args.out) if args.out else Path(args.json).with_suffix("")
+    out = Path(args.out) if args.out else Path(args.json[0]).with_suffix("")
     rows, machine = load(args.json)
     md = table(rows, machine)
     out.with_suffix(".md").write_text(md)

@@ -33,14 +33,6 @@ CACHE = cache_enabled()
 pjit = njit(cache=CACHE, parallel=True)
 
 
-@njit(cache=CACHE)
-def _ow_range(j, sw, pl, W, OW):
-    """Output columns ``ow`` whose input column ``ow*sw + j - pl`` lies inside the image."""
-    lo = max(0, (pl - j + sw - 1) // sw)
-    hi = min(OW, (W - 1 - j + pl) // sw + 1)
-    return lo, hi
-
-
 @pjit
 def im2col_loop(x, kh, kw, sh, sw, pt, pl, OH, OW, col):
     """col[(n*OH+oh)*OW+ow, (i*kw+j)*C+c] = x[n, oh*sh+i-pt, ow*sw+j-pl, c], 0 in the padding.
@@ -85,73 +77,6 @@ def col2im_loop(col, kh, kw, sh, sw, pt, pl, OH, OW, dx):
                     k0 = i * kw * C
                     for m in range(j0 * C, j1 * C):
                         dxf[n, h, w0 * C + m] += col[r, k0 + m]
-
-
-@pjit
-def conv_direct_forward_loop(x, kern, bias, sh, sw, pt, pl, y):
-    """y = conv(x, kern) + bias with no col matrix: wins when C_in is tiny.
-
-    Per output row the sums build up in ``acc[co, ow]``, so the innermost loop runs
-    along ``ow`` over contiguous memory and LLVM can vectorise it (an inner loop over
-    the few output channels could not be).
-    """
-    N, H, W, C = x.shape
-    kh, kw, _, CO = kern.shape
-    _, OH, OW, _ = y.shape
-    for n in prange(N):
-        acc = np.empty((CO, OW), y.dtype)
-        for oh in range(OH):
-            for co in range(CO):
-                acc[co, :] = bias[co]
-            for i in range(kh):
-                h = oh * sh + i - pt
-                if h < 0 or h >= H:
-                    continue
-                for j in range(kw):
-                    lo, hi = _ow_range(j, sw, pl, W, OW)
-                    for c in range(C):
-                        for co in range(CO):
-                            k = kern[i, j, c, co]
-                            for ow in range(lo, hi):
-                                acc[co, ow] += k * x[n, h, ow * sw + j - pl, c]
-            for ow in range(OW):
-                for co in range(CO):
-                    y[n, oh, ow, co] = acc[co, ow]
-
-
-@pjit
-def conv_direct_backward_loop(x, kern, dy, sh, sw, pt, pl, dx, dk_parts):
-    """dx (zeroed) and kernel-gradient partials ``dk_parts[t, i, j, c, co, ow]`` (zeroed).
-
-    Slot t handles images t, t+T, ... so no two threads share a dk slot. Keeping one
-    partial per ``ow`` turns the dk reduction into vectorisable element-wise updates;
-    the caller sums over t and ow at the end.
-    """
-    N, H, W, C = x.shape
-    kh, kw, _, CO = kern.shape
-    _, OH, OW, _ = dy.shape
-    T = dk_parts.shape[0]
-    for t in prange(T):
-        g = np.empty((CO, OW), dy.dtype)
-        dk = dk_parts[t]
-        for n in range(t, N, T):
-            for oh in range(OH):
-                for ow in range(OW):
-                    for co in range(CO):
-                        g[co, ow] = dy[n, oh, ow, co]
-                for i in range(kh):
-                    h = oh * sh + i - pt
-                    if h < 0 or h >= H:
-                        continue
-                    for j in range(kw):
-                        lo, hi = _ow_range(j, sw, pl, W, OW)
-                        for c in range(C):
-                            for co in range(CO):
-                                k = kern[i, j, c, co]
-                                for ow in range(lo, hi):
-                                    w = ow * sw + j - pl
-                                    dx[n, h, w, c] += k * g[co, ow]
-                                    dk[i, j, c, co, ow] += x[n, h, w, c] * g[co, ow]
 
 
 @pjit

@@ -2,14 +2,13 @@
 
 The loops live in ``_numba_loops`` (``@njit(cache=True, parallel=True)``, prange over
 the batch). Matrix products go to NumPy's BLAS, which is faster than any loop we could
-write. Direct convolution loops (no col matrix) are here too, for learners to compare;
-measured on LeNet conv1 (C_in = 1, 1 thread, AMD EPYC) they lost to im2col + BLAS
-(forward 6.0 vs 3.5 ms, forward+backward 19.5 vs 6.2 ms), so by default
-``DIRECT_MAX_CIN = 0`` and every convolution takes the im2col path.
+write. Direct convolution loops (no col matrix, vectorised along ``ow``) were tried
+for tiny C_in and lost to im2col + BLAS on LeNet conv1 (C_in = 1, 1 thread, AMD EPYC:
+forward 6.0 vs 3.5 ms, forward+backward 19.5 vs 6.2 ms), so every convolution takes
+the im2col path (commit history has the direct version).
 
 Layout contract and tie rule: see ``kernels.naive``.
 """
-import numba
 import numpy as np
 
 from . import _numba_loops as loops
@@ -18,9 +17,6 @@ from .numpy_kernels import gemm_conv_backward, gemm_conv_forward
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward"]
-
-# Convolutions with at most this many input channels use the direct loops (0 = never).
-DIRECT_MAX_CIN = 0
 
 
 def _geometry(x_shape, kh, kw, strides, padding):
@@ -57,50 +53,25 @@ def col2im(col, x_shape, kh, kw, strides, padding):
     return dx
 
 
-def _direct(kernel):
-    return kernel.shape[2] <= DIRECT_MAX_CIN
-
-
 def conv2d_forward(x, kernel, bias, strides, padding):
-    """Convolution: direct loops for tiny C_in, else im2col + BLAS in budgeted chunks.
+    """Convolution: compiled im2col + BLAS, in batch chunks that fit the im2col budget.
 
     Shapes:
         x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).  bias: (C_out,) or None.
         Returns y: (N, OH, OW, C_out).
     Cache: (x, kernel, has_bias, strides, padding, col or None).
     """
-    x = np.ascontiguousarray(x)
-    if not _direct(kernel):
-        return gemm_conv_forward(x, kernel, bias, strides, padding, im2col)
-    kernel = np.ascontiguousarray(kernel, dtype=x.dtype)
-    kh, kw, _, C_out = kernel.shape
-    sh, sw, OH, OW, pt, pl = _geometry(x.shape, kh, kw, strides, padding)
-    b = np.zeros(C_out, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    y = np.empty((x.shape[0], OH, OW, C_out), dtype=x.dtype)
-    loops.conv_direct_forward_loop(x, kernel, b, sh, sw, pt, pl, y)
-    return y, (x, kernel, bias is not None, strides, padding, None)
+    return gemm_conv_forward(np.ascontiguousarray(x), kernel, bias, strides, padding, im2col)
 
 
 def conv2d_backward(dy, cache):
-    """Gradients of conv2d_forward (same path as the forward took).
+    """Gradients of conv2d_forward: BLAS products plus the compiled col2im.
 
     Shapes:
         dy: (N, OH, OW, C_out).  Returns dx: (N, H, W, C_in), dkernel: (kh, kw, C_in, C_out),
         dbias: (C_out,) or None.
     """
-    x, kernel, has_bias, strides, padding, _ = cache
-    if not _direct(kernel):
-        return gemm_conv_backward(dy, cache, im2col, col2im)
-    dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    kh, kw, _, _ = kernel.shape
-    sh, sw, _, _, pt, pl = _geometry(x.shape, kh, kw, strides, padding)
-    dx = np.zeros_like(x)
-    # One private kernel-gradient slot per thread, summed afterwards (no write races).
-    slots = min(numba.get_num_threads(), x.shape[0])
-    dk_parts = np.zeros((slots,) + kernel.shape + (dy.shape[2],), dtype=x.dtype)
-    loops.conv_direct_backward_loop(x, kernel, dy, sh, sw, pt, pl, dx, dk_parts)
-    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
-    return dx, dk_parts.sum(axis=(0, 5)), dbias
+    return gemm_conv_backward(dy, cache, im2col, col2im)
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):

@@ -282,10 +282,8 @@ def test_backend_without_gpu():
 # ---------------------------------------------------------------- memory budget, numba cache
 
 @pytest.mark.parametrize("impl", sorted(FAST))
-def test_im2col_budget_chunks_the_batch(impl, rng, monkeypatch):
+def test_im2col_budget_chunks_the_batch(impl, rng):
     mod = kernels.IMPLS[impl]
-    monkeypatch.setattr(kernels.numba_kernels if impl == "numba" else mod, "DIRECT_MAX_CIN", 0,
-                        raising=False)
     x, kern, bias = rng.standard_normal((7, 9, 8, 3)), rng.standard_normal((3, 3, 3, 4)), np.ones(4)
     y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, (1, 1), "same")
     dy = rng.standard_normal(y_ref.shape)
@@ -313,21 +311,6 @@ def test_budget_from_environment(monkeypatch):
     assert kernels.get_im2col_budget() == 256 * 2**20
     with pytest.raises(ValueError):
         kernels.set_im2col_budget(0)
-
-
-@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
-@pytest.mark.parametrize("direct_max_cin", [0, 8])
-def test_numba_direct_and_gemm_paths_agree(direct_max_cin, monkeypatch, rng):
-    monkeypatch.setattr(kernels.numba_kernels, "DIRECT_MAX_CIN", direct_max_cin)
-    x, kern, bias = rng.standard_normal((3, 9, 7, 2)), rng.standard_normal((5, 3, 2, 3)), np.ones(3)
-    for strides, padding in [((1, 1), "same"), ((2, 3), "valid")]:
-        y, cache = kernels.numba_kernels.conv2d_forward(x, kern, bias, strides, padding)
-        y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, strides, padding)
-        _close(y, y_ref, "y")
-        dy = rng.standard_normal(y.shape)
-        for got, want in zip(kernels.numba_kernels.conv2d_backward(dy, cache),
-                             naive.conv2d_backward(dy, cache_ref)):
-            _close(got, want, "grad")
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
