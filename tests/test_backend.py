@@ -1,0 +1,64 @@
+"""The optional GPU path: one switch, clear errors without CuPy, same results with it."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kernels import backend
+from minicnn import Sequential
+from minicnn.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D)
+
+
+def small_convnet(seed=0):
+    model = Sequential([
+        Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+        BatchNormalization(), MaxPooling2D(), Flatten(), Dropout(0.2),
+        Dense(3, activation="softmax")], seed=seed)
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def toy_data(n=48):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, n)
+
+
+@pytest.mark.skipif(backend.gpu_available(), reason="this machine has a GPU")
+def test_asking_for_the_gpu_without_one_says_what_to_install():
+    model = small_convnet()
+    with pytest.raises((ImportError, RuntimeError), match="minicnn\\[gpu\\]|CUDA device"):
+        model.to("gpu")
+    assert model.device == "cpu"        # a failed move leaves the model usable on the CPU
+    model.fit(*toy_data(), epochs=1, verbose=0)
+
+
+def test_importing_minicnn_does_not_import_cupy():
+    code = "import sys, minicnn, kernels; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cpu_to_cpu_is_a_no_op():
+    model = small_convnet()
+    before = model.get_weights()
+    model.to("cpu")
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.gpu
+def test_gpu_training_matches_cpu():
+    """Same seed, same data: the GPU run follows the CPU run to float32 rounding."""
+    x, y = toy_data()
+    cpu = small_convnet()
+    cpu_history = cpu.fit(x, y, batch_size=16, epochs=3, verbose=0).history
+    gpu = small_convnet().to("gpu")
+    gpu_history = gpu.fit(x, y, batch_size=16, epochs=3, verbose=0).history
+    np.testing.assert_allclose(gpu_history["loss"], cpu_history["loss"], rtol=1e-3)
+    predictions = gpu.predict(x)
+    assert isinstance(predictions, np.ndarray)          # results come back as NumPy
+    np.testing.assert_allclose(predictions, cpu.predict(x), rtol=1e-3, atol=1e-5)
+    assert all(isinstance(w, np.ndarray) for w in gpu.get_weights())
+    gpu.to("cpu")
+    np.testing.assert_allclose(gpu.predict(x), predictions, rtol=1e-5, atol=1e-6)
