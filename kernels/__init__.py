@@ -63,8 +63,8 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     return _impl(x).conv2d_forward(x, kernel, bias, strides, padding)
 
 
-def conv2d_backward(dy, cache):
-    return _impl(dy).conv2d_backward(dy, cache)
+def conv2d_backward(dy, cache, need_dx=True):
+    return _impl(dy).conv2d_backward(dy, cache, need_dx)
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):

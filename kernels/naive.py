@@ -97,8 +97,11 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     return y, (x, kernel, bias is not None, strides, padding)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of conv2d_forward, by sending each output's gradient back to its window.
+
+    ``need_dx=False`` skips the input gradient (dx is None): a model's first layer has
+    no layer below it to pass dx to.
 
     Shapes:
         dy: (N, OH, OW, C_out).  Returns dx: (N, H, W, C_in), dkernel: (kh, kw, C_in, C_out),
@@ -117,10 +120,12 @@ def conv2d_backward(dy, cache):
             for ow in range(OW):
                 hs, ws = slice(oh * sh, oh * sh + kh), slice(ow * sw, ow * sw + kw)
                 g = dy[n, oh, ow]                       # (C_out,)
-                dxp[n, hs, ws, :] += kernel @ g         # each input in the window fed every filter
+                if need_dx:
+                    dxp[n, hs, ws, :] += kernel @ g     # each input in the window fed every filter
                 dkernel += xp[n, hs, ws, :, None] * g   # each weight saw this window's pixel
     dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
-    return dxp[:, pt:pt + H, pl:pl + W, :].copy(), dkernel, dbias
+    dx = dxp[:, pt:pt + H, pl:pl + W, :].copy() if need_dx else None
+    return dx, dkernel, dbias
 
 
 def _pool_setup(x, pool_size, strides, padding, fill):

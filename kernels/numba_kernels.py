@@ -64,14 +64,15 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     return gemm_conv_forward(np.ascontiguousarray(x), kernel, bias, strides, padding, im2col)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of conv2d_forward: BLAS products plus the compiled col2im.
+    ``need_dx=False`` skips the input gradient: dx is None.
 
     Shapes:
         dy: (N, OH, OW, C_out).  Returns dx: (N, H, W, C_in), dkernel: (kh, kw, C_in, C_out),
         dbias: (C_out,) or None.
     """
-    return gemm_conv_backward(dy, cache, im2col, col2im)
+    return gemm_conv_backward(dy, cache, im2col, col2im, need_dx)
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):

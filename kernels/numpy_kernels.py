@@ -97,8 +97,11 @@ def gemm_conv_forward(x, kernel, bias, strides, padding, im2col_fn):
     return y, (x, kernel, bias is not None, strides, padding, keep)
 
 
-def gemm_conv_backward(dy, cache, im2col_fn, col2im_fn):
-    """``dkernel = col.T @ dy`` and ``dx = col2im(dy @ kernel.T)``, chunk by chunk."""
+def gemm_conv_backward(dy, cache, im2col_fn, col2im_fn, need_dx=True):
+    """``dkernel = col.T @ dy`` and ``dx = col2im(dy @ kernel.T)``, chunk by chunk.
+
+    With ``need_dx=False`` the col2im half is skipped and dx is None.
+    """
     x, kernel, has_bias, strides, padding, col = cache
     xp = get_array_module(dy)
     kh, kw, C_in, C_out = kernel.shape
@@ -107,7 +110,7 @@ def gemm_conv_backward(dy, cache, im2col_fn, col2im_fn):
     dy = dy.astype(x.dtype, copy=False)
     step = N if col is not None else images_per_chunk(
         N, dy.shape[1] * dy.shape[2], w2.shape[0], x.dtype.itemsize)
-    dx = xp.empty(x.shape, dtype=x.dtype)
+    dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
     dw = xp.zeros(w2.shape, dtype=x.dtype)
     for lo in range(0, N, step):
         xs = x[lo:lo + step]
@@ -115,10 +118,12 @@ def gemm_conv_backward(dy, cache, im2col_fn, col2im_fn):
         note_col(c.nbytes)
         g = dy[lo:lo + step].reshape(-1, C_out)
         dw += c.T @ g
-        dcol = g @ w2.T
-        note_col(dcol.nbytes)
-        dx[lo:lo + step] = col2im_fn(dcol, xs.shape, kh, kw, strides, padding)
-    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
+        if need_dx:
+            dcol = g @ w2.T
+            note_col(dcol.nbytes)
+            dx[lo:lo + step] = col2im_fn(dcol, xs.shape, kh, kw, strides, padding)
+    # A matrix-vector product sums the rows faster than a reduction over three axes.
+    dbias = xp.ones(dy[..., 0].size, dtype=dy.dtype) @ dy.reshape(-1, C_out) if has_bias else None
     return dx, dw.reshape(kernel.shape), dbias
 
 
@@ -133,14 +138,15 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     return gemm_conv_forward(x, kernel, bias, strides, padding, im2col)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of conv2d_forward via the transposed matrix products and col2im.
+    ``need_dx=False`` skips the input gradient: dx is None.
 
     Shapes:
         dy: (N, OH, OW, C_out).  Returns dx: (N, H, W, C_in), dkernel: (kh, kw, C_in, C_out),
         dbias: (C_out,) or None.
     """
-    return gemm_conv_backward(dy, cache, im2col, col2im)
+    return gemm_conv_backward(dy, cache, im2col, col2im, need_dx)
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):

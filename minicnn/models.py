@@ -92,7 +92,9 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, dy):
+    def backward(self, dy, need_input_grad=True):
+        """Backpropagate dy through every layer; returns dL/dx (None if not needed)."""
+        self.layers[0].needs_input_grad = need_input_grad
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         return dy
@@ -165,7 +167,7 @@ class Sequential:
         loss_value = self.loss.value(y, y_pred) + self.regularization_penalty()
         fused = getattr(self.layers[-1], "fused_with_loss", False)
         dy = self.loss.logits_gradient(y, y_pred) if fused else self.loss.gradient(y, y_pred)
-        self.backward(dy)
+        self.backward(dy, need_input_grad=False)   # nothing below the first layer needs dx
         self.optimizer.apply(*self._trainable())
         return loss_value, y_pred
 

@@ -304,6 +304,20 @@ def test_im2col_budget_chunks_the_batch(impl, rng):
         _close(got, want, "grad")
 
 
+@pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
+def test_conv_backward_can_skip_dx(impl, rng):
+    """need_dx=False (a model's first layer) gives dx None and the same weight gradients."""
+    mod = kernels.IMPLS[impl]
+    x, kern, bias = rng.standard_normal((2, 7, 6, 2)), rng.standard_normal((3, 2, 2, 3)), np.ones(3)
+    y, cache = mod.conv2d_forward(x, kern, bias, (2, 1), "same")
+    dy = rng.standard_normal(y.shape)
+    dx, dk, db = mod.conv2d_backward(dy, cache, need_dx=False)
+    assert dx is None
+    _, dk_ref, db_ref = mod.conv2d_backward(dy, cache)
+    _close(dk, dk_ref, "dkernel")
+    _close(db, db_ref, "dbias")
+
+
 def test_budget_from_environment(monkeypatch):
     monkeypatch.setenv("MINICNN_IM2COL_BUDGET_MB", "1.5")
     assert kernels.get_im2col_budget() == int(1.5 * 2**20)

@@ -142,7 +142,7 @@ def test_string_names_give_keras_defaults_and_update_in_place(name):
     before = kernel.copy()
     optimizer.apply([kernel], [np.ones_like(kernel)])
     assert layer.params["kernel"] is kernel          # same array object: updated in place
-    assert not np.allclose(kernel, before)
+    assert (kernel != before).all()                  # every weight moved (Adadelta only by ~1e-6)
 
 
 def test_unknown_optimizer_name_lists_choices():

@@ -24,6 +24,8 @@ class Layer:
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.output_shape = None
         self.dtype = np.float32
+        # False when nothing uses dx (a model's first layer while training): backward may skip it.
+        self.needs_input_grad = True
         # The model hands every layer its generator, so one seed drives everything.
         self.rng = np.random.default_rng()
 

@@ -68,7 +68,7 @@ class Conv2D(ActivationMixin, WeightsMixin, Layer):
     def backward(self, dy):
         conv_cache, y = self._cache
         dz = self.activation_backward(dy, y)
-        dx, dkernel, dbias = kernels.conv2d_backward(dz, conv_cache)
+        dx, dkernel, dbias = kernels.conv2d_backward(dz, conv_cache, self.needs_input_grad)
         self.grads["kernel"][...] = dkernel
         if self.use_bias:
             self.grads["bias"][...] = dbias

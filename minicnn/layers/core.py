@@ -67,7 +67,7 @@ class Dense(ActivationMixin, WeightsMixin, Layer):
         if self.use_bias:
             dz.sum(axis=0, out=self.grads["bias"])
         self.add_regularization_grads()
-        return dz @ self.params["kernel"].T
+        return dz @ self.params["kernel"].T if self.needs_input_grad else None
 
     def get_config(self):
         return {"name": self.name, "units": self.units,
