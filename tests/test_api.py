@@ -206,3 +206,23 @@ def test_fit_prints_epoch_lines(rng, capsys):
     mlp().fit(x, y, epochs=2, batch_size=32, verbose=1)
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out and "2/2 ━" in out
+
+
+def test_thread_settings_apply_inside_fit_and_are_restored(rng, monkeypatch):
+    numba = pytest.importorskip("numba")
+    from threadpoolctl import threadpool_info
+    from minicnn import threads
+    seen = []
+
+    class Probe(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+            seen.append((numba.get_num_threads(), blas))
+    before = numba.get_num_threads()
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "1")
+    x, y = small_problem(rng, 32)
+    mlp().fit(x, y, epochs=1, verbose=0, callbacks=[Probe()])
+    assert seen and all(n == 1 and set(blas) <= {1} for n, blas in seen)
+    assert numba.get_num_threads() == before
+    threads.set_num_threads(None)
+    assert threads.num_threads() == 1
