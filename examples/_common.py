@@ -34,11 +34,11 @@ QUICK_TRAIN, QUICK_TEST = 2000, 500
 EXAMPLES_DIR = Path(__file__).resolve().parent
 
 
-def parse_args(name, doc, epochs, batch_size, quick_epochs=2, extra=None):
+def parse_args(name, doc, epochs, batch_size, quick_epochs=2, quick_train=QUICK_TRAIN, extra=None):
     """The flags every example takes, plus ``extra(parser)`` for its own.
 
     ``epochs=None`` means "each run's own notebook epochs" (the ablation scripts).
-    ``--quick`` trains on 2000 samples, tests on 500 and runs ``quick_epochs`` epochs.
+    ``--quick`` trains on ``quick_train`` samples, tests on 500 and runs ``quick_epochs`` epochs.
     """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=epochs,
@@ -50,14 +50,14 @@ def parse_args(name, doc, epochs, batch_size, quick_epochs=2, extra=None):
     parser.add_argument("--out", type=Path, default=EXAMPLES_DIR / "out" / name,
                         help="folder for metrics.json and the PNG plots (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
-                        help=f"a few seconds' smoke run: {QUICK_TRAIN} train / {QUICK_TEST} test samples, "
+                        help=f"a few seconds' smoke run: {quick_train} train / {QUICK_TEST} test samples, "
                              f"{quick_epochs} epoch(s) unless --epochs is given")
     if extra:
         extra(parser)
     args = parser.parse_args()
     args.test_limit = None
     if args.quick:
-        args.limit = min(args.limit or QUICK_TRAIN, QUICK_TRAIN)
+        args.limit = min(args.limit or quick_train, quick_train)
         args.test_limit = QUICK_TEST
         if args.epochs is None or args.epochs == epochs:
             args.epochs = quick_epochs
@@ -91,7 +91,8 @@ def versions():
 
 def threads():
     """The thread settings behind the timings (the machine's cores are shared)."""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+             "MINICNN_NUM_THREADS")
     return {"cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
             **{name: os.environ[name] for name in names if name in os.environ}}
 

@@ -22,7 +22,7 @@ from minicnn.utils import to_categorical
 
 from _common import EpochTimer, Results, parse_args, show, take   # examples/_common.py
 
-args = parse_args("alexnet_cifar10", __doc__, epochs=10, batch_size=64, quick_epochs=2)
+args = parse_args("alexnet_cifar10", __doc__, epochs=10, batch_size=64, quick_train=640)
 results = Results("alexnet_cifar10", "AlexNet-like on CIFAR-10 (65.73% after 10 epochs)", args)
 
 # %% 1. Data: 32x32 RGB images scaled to [0, 1], one-hot labels

@@ -14,11 +14,10 @@ Writes metrics.json, comparison.png (all runs on one chart), gradient_norms.png
 (tanh vs relu, per layer) and misclassified.png (the last model) to --out.
 """
 # %% 0. Imports and flags
-from minicnn import Sequential, plot
+from minicnn import LayerStatistics, Sequential, plot
 from minicnn.datasets import fashion_mnist, mnist
 from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten
 from minicnn.optimizers import SGD, Adam
-from minicnn.stats import LayerStatistics
 from minicnn.utils import to_categorical
 
 from _common import Results, parse_args, show, take   # examples/_common.py
