@@ -12,7 +12,7 @@ stays exact where the separate softmax and log derivatives would divide by ~0.
 """
 import numpy as np
 
-from kernels.backend import get_array_module
+from kernels.backend import get_array_module, to_numpy
 
 EPSILON = 1e-7
 
@@ -88,7 +88,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                 f"sparse_categorical_crossentropy needs integer labels of shape (N,) but got "
                 f"one-hot labels of shape {y_true.shape}. Use loss='categorical_crossentropy' "
                 "or pass y.argmax(axis=1).")
-        labels = np.asarray(y_true)
+        labels = to_numpy(y_true)
         if labels.size and (labels.min() < 0 or labels.max() >= output_shape[-1]):
             raise ValueError(
                 f"labels run from {labels.min()} to {labels.max()}, but the model outputs only "

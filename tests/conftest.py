@@ -41,6 +41,18 @@ def data_dir():
     return root
 
 
+def predict_in_fresh_process(model_path, x, tmp_path):
+    """Load a saved model in a new Python process and return its predictions for x."""
+    import subprocess
+    import sys
+    np.save(tmp_path / "x.npy", x)
+    script = (f"import numpy as np; from minicnn import load_model; "
+              f"m = load_model(r'{model_path}'); "
+              f"np.save(r'{tmp_path / 'p.npy'}', m.predict(np.load(r'{tmp_path / 'x.npy'}')))")
+    subprocess.run([sys.executable, "-c", script], check=True)
+    return np.load(tmp_path / "p.npy")
+
+
 def _gpu_available():
     try:
         from kernels import backend

@@ -11,103 +11,76 @@ W0 = [0.5, -0.3, 0.0]
 GRADS = [[0.1, -0.2, 0.3], [0.05, 0.4, -0.1], [-0.3, 0.1, 0.2]]
 
 
-def hand_sgd(lr=0.01, mu=0.0, nesterov=False):
+def run_by_hand(step, **slots):
+    """Apply ``step(w, g, t, slots) -> w`` to each weight in W0 for the three GRADS;
+    returns one trace of weights per parameter. Each parameter gets its own slots."""
     out = []
     for w, grads in zip(W0, zip(*GRADS)):
-        m, trace = 0.0, []
-        for g in grads:
-            m = mu * m - lr * g
-            w = w + (mu * m - lr * g if nesterov else m)
+        state, trace = dict(slots), []
+        for t, g in enumerate(grads, start=1):
+            w = step(w, g, t, state)
             trace.append(w)
         out.append(trace)
     return out
+
+
+def hand_sgd(lr=0.01, mu=0.0, nesterov=False):
+    def step(w, g, t, s):
+        s["m"] = mu * s["m"] - lr * g
+        return w + (mu * s["m"] - lr * g if nesterov else s["m"])
+    return run_by_hand(step, m=0.0)
 
 
 def hand_adam(lr=0.001, b1=0.9, b2=0.999, eps=1e-7):
-    out = []
-    for w, grads in zip(W0, zip(*GRADS)):
-        m = v = 0.0
-        trace = []
-        for t, g in enumerate(grads, start=1):
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            lr_t = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-            w = w - lr_t * m / (math.sqrt(v) + eps)
-            trace.append(w)
-        out.append(trace)
-    return out
+    def step(w, g, t, s):
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["v"] = b2 * s["v"] + (1 - b2) * g * g
+        lr_t = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        return w - lr_t * s["m"] / (math.sqrt(s["v"]) + eps)
+    return run_by_hand(step, m=0.0, v=0.0)
 
 
 def hand_rmsprop(lr=0.001, rho=0.9, eps=1e-7):
-    out = []
-    for w, grads in zip(W0, zip(*GRADS)):
-        v, trace = 0.0, []
-        for g in grads:
-            v = rho * v + (1 - rho) * g * g
-            w = w - lr * g / math.sqrt(v + eps)
-            trace.append(w)
-        out.append(trace)
-    return out
+    def step(w, g, t, s):
+        s["v"] = rho * s["v"] + (1 - rho) * g * g
+        return w - lr * g / math.sqrt(s["v"] + eps)
+    return run_by_hand(step, v=0.0)
 
 
 def hand_adagrad(lr=0.001, init=0.1, eps=1e-7):
-    out = []
-    for w, grads in zip(W0, zip(*GRADS)):
-        acc, trace = init, []
-        for g in grads:
-            acc += g * g
-            w = w - lr * g / math.sqrt(acc + eps)
-            trace.append(w)
-        out.append(trace)
-    return out
+    def step(w, g, t, s):
+        s["acc"] += g * g
+        return w - lr * g / math.sqrt(s["acc"] + eps)
+    return run_by_hand(step, acc=init)
 
 
 def hand_adadelta(lr=0.001, rho=0.95, eps=1e-7):
-    out = []
-    for w, grads in zip(W0, zip(*GRADS)):
-        eg = ed = 0.0
-        trace = []
-        for g in grads:
-            eg = rho * eg + (1 - rho) * g * g
-            delta = -math.sqrt(ed + eps) / math.sqrt(eg + eps) * g
-            ed = rho * ed + (1 - rho) * delta * delta
-            w = w + lr * delta
-            trace.append(w)
-        out.append(trace)
-    return out
+    def step(w, g, t, s):
+        s["eg"] = rho * s["eg"] + (1 - rho) * g * g
+        delta = -math.sqrt(s["ed"] + eps) / math.sqrt(s["eg"] + eps) * g
+        s["ed"] = rho * s["ed"] + (1 - rho) * delta * delta
+        return w + lr * delta
+    return run_by_hand(step, eg=0.0, ed=0.0)
 
 
 def hand_adamax(lr=0.001, b1=0.9, b2=0.999, eps=1e-7):
-    out = []
-    for w, grads in zip(W0, zip(*GRADS)):
-        m = u = 0.0
-        trace = []
-        for t, g in enumerate(grads, start=1):
-            m = b1 * m + (1 - b1) * g
-            u = max(b2 * u, abs(g))
-            w = w - lr / (1 - b1 ** t) * m / (u + eps)
-            trace.append(w)
-        out.append(trace)
-    return out
+    def step(w, g, t, s):
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["u"] = max(b2 * s["u"], abs(g))
+        return w - lr / (1 - b1 ** t) * s["m"] / (s["u"] + eps)
+    return run_by_hand(step, m=0.0, u=0.0)
 
 
 def hand_nadam(lr=0.001, b1=0.9, b2=0.999, eps=1e-7):
-    out = []
-    for w, grads in zip(W0, zip(*GRADS)):
-        m = v = 0.0
-        prod = 1.0
-        trace = []
-        for t, g in enumerate(grads, start=1):
-            mu_t = b1 * (1 - 0.5 * 0.96 ** t)
-            mu_next = b1 * (1 - 0.5 * 0.96 ** (t + 1))
-            prod *= mu_t
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            m_hat = mu_next * m / (1 - prod * mu_next) + (1 - mu_t) * g / (1 - prod)
-            w = w - lr * m_hat / (math.sqrt(v / (1 - b2 ** t)) + eps)
-            trace.append(w)
-        out.append(trace)
-    return out
+    def step(w, g, t, s):
+        mu_t = b1 * (1 - 0.5 * 0.96 ** t)
+        mu_next = b1 * (1 - 0.5 * 0.96 ** (t + 1))
+        s["prod"] *= mu_t
+        s["m"] = b1 * s["m"] + (1 - b1) * g
+        s["v"] = b2 * s["v"] + (1 - b2) * g * g
+        m_hat = mu_next * s["m"] / (1 - s["prod"] * mu_next) + (1 - mu_t) * g / (1 - s["prod"])
+        return w - lr * m_hat / (math.sqrt(s["v"] / (1 - b2 ** t)) + eps)
+    return run_by_hand(step, m=0.0, v=0.0, prod=1.0)
 
 
 CASES = [

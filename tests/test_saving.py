@@ -1,10 +1,9 @@
 """save_weights / load_weights / save / load_model: round trips, resumption, damage."""
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
+from conftest import predict_in_fresh_process
 
 from minicnn import Sequential, load_model, optimizers, saving
 from minicnn.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten, LeakyReLU,
@@ -52,12 +51,8 @@ def test_saved_model_predicts_identically_in_a_fresh_process(tmp_path):
     model = convnet()
     model.fit(x, y, epochs=2, verbose=0)
     model.save(tmp_path / "model.npz")
-    np.save(tmp_path / "x.npy", x)
-    script = (f"import numpy as np; from minicnn import load_model; "
-              f"m = load_model(r'{tmp_path / 'model.npz'}'); "
-              f"np.save(r'{tmp_path / 'p.npy'}', m.predict(np.load(r'{tmp_path / 'x.npy'}')))")
-    subprocess.run([sys.executable, "-c", script], check=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), model.predict(x))
+    fresh = predict_in_fresh_process(tmp_path / "model.npz", x, tmp_path)
+    np.testing.assert_array_equal(fresh, model.predict(x))
 
 
 def test_resumed_training_continues_the_same_run(tmp_path):

@@ -1,9 +1,8 @@
 """Training on real data (slow): run with `python -m pytest -m slow` and MINICNN_DATA set."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import predict_in_fresh_process
 
 from minicnn import Sequential, load_model
 from minicnn.datasets import fashion_mnist, mnist
@@ -48,12 +47,8 @@ def test_bn_dropout_convnet_trains_saves_reloads_and_resumes(data_dir, tmp_path)
     first.fit(x_train, y_train, batch_size=32, epochs=2, verbose=0)
     path = tmp_path / "fashion.npz"
     first.save(path)
-    np.save(tmp_path / "x.npy", x_test)
-    script = (f"import numpy as np; from minicnn import load_model; "
-              f"m = load_model(r'{path}'); np.save(r'{tmp_path / 'p.npy'}', "
-              f"m.predict(np.load(r'{tmp_path / 'x.npy'}')))")
-    subprocess.run([sys.executable, "-c", script], check=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), first.predict(x_test))
+    np.testing.assert_array_equal(predict_in_fresh_process(path, x_test, tmp_path),
+                                  first.predict(x_test))
 
     resumed = load_model(path)
     later = resumed.fit(x_train, y_train, batch_size=32, epochs=3, initial_epoch=2, verbose=0)
