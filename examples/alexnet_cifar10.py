@@ -20,7 +20,7 @@ from minicnn.datasets import cifar10
 from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from minicnn.utils import to_categorical
 
-from _common import EpochTimer, Results, parse_args, show, take   # examples/_common.py
+from _common import Results, parse_args, show, take   # examples/_common.py
 
 args = parse_args("alexnet_cifar10", __doc__, epochs=10, batch_size=64, quick_train=640)
 results = Results("alexnet_cifar10", "AlexNet-like on CIFAR-10 (65.73% after 10 epochs)", args)
@@ -55,18 +55,12 @@ model = Sequential([
 ], seed=args.seed)
 model.summary()
 
-# %% 3. Train
+# %% 3. Train and evaluate: Results.fit is model.fit with an epoch timer, then model.evaluate
 model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-timer = EpochTimer()
-history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                    validation_data=(x_test, y_test), callbacks=[timer])
+history = results.fit("alexnet", model, x_train, y_train, test=(x_test, y_test), notebook_accuracy=0.6573,
+                      validation_data=(x_test, y_test), verbose=1)
 
-# %% 4. Evaluate
-test_loss, test_accuracy = model.evaluate(x_test, y_test)
-print(f"Test accuracy: {test_accuracy:.4f}")
-results.add("alexnet", history, (test_loss, test_accuracy), timer, notebook_accuracy=0.6573)
-
-# %% 5. Curves and mistakes
+# %% 4. Curves and mistakes
 plot.plot_history(history, path=args.out / "curves.png", title="AlexNet-like on CIFAR-10")
 plot.plot_misclassified(x_test, y_test, model.predict(x_test), class_names=cifar10.CLASS_NAMES,
                         path=args.out / "misclassified.png")

@@ -22,7 +22,7 @@ from minicnn.utils import to_categorical
 
 from _common import Results, parse_args, show, take   # examples/_common.py
 
-args = parse_args("lenet_plateau", __doc__, epochs=None, batch_size=128, extra=lambda parser: parser.add_argument(
+args = parse_args("lenet_plateau", __doc__, epochs=None, batch_size=128, quick_train=1000, extra=lambda parser: parser.add_argument(
     "--dataset", choices=["fashion_mnist", "mnist"], default="fashion_mnist"))
 results = Results("lenet_plateau", f"LeNet plateau study on {args.dataset}", args)
 
