@@ -41,7 +41,7 @@ def parse_args(name, doc, epochs, batch_size, quick_epochs=2, quick_train=QUICK_
     ``--quick`` trains on ``quick_train`` samples, tests on 500 and runs ``quick_epochs`` epochs.
     """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=epochs,
+    parser.add_argument("--epochs", type=int,
                         help="epochs per run (default: the notebook's" + (f", {epochs})" if epochs else ")"))
     parser.add_argument("--batch-size", type=int, default=batch_size,
                         help="batch size (default: the notebook's" + (f", {batch_size})" if batch_size else ")"))
@@ -59,8 +59,7 @@ def parse_args(name, doc, epochs, batch_size, quick_epochs=2, quick_train=QUICK_
     if args.quick:
         args.limit = min(args.limit or quick_train, quick_train)
         args.test_limit = QUICK_TEST
-        if args.epochs is None or args.epochs == epochs:
-            args.epochs = quick_epochs
+    args.epochs = args.epochs or (quick_epochs if args.quick else epochs)
     args.out.mkdir(parents=True, exist_ok=True)
     return args
 
