@@ -7,18 +7,20 @@
 For each model the same network is built in minicnn and (when ``import torch`` works) in
 PyTorch (benchmarks/_torch_models.py), with the same initial weights copied across, the
 same batch order (one permutation per epoch, shared), float32, the same thread count,
-Adam with Keras's defaults (lr 1e-3, epsilon 1e-7) and the same loss. Each
-(framework, model) pair trains in its own child process (multiprocessing "spawn"), one
-after the other, so each has the machine to itself and its peak memory is its own:
-``ru_maxrss`` of that child (the whole process: interpreter, libraries, data, model,
-training), plus its RSS just before training.
+Adam with Keras's defaults (lr 1e-3, epsilon 1e-7) and the same loss. Each framework
+trains in its own child process (multiprocessing "spawn"), so its peak memory is its own
+(VmHWM: the whole process, interpreter, libraries, data, model and training). The two
+children take turns, never computing at once: warm-up, then epoch 1 in one and in the
+other, epoch 2 in the other order, and so on, so that a change in a shared machine's load
+hits both alike.
 
-Per pair: a warm-up of a few batches (``warmup_s``: Numba compiling or loading its cache
-for minicnn, one-time allocations for both), then the weights and optimiser are reset and
-``--epochs`` epochs are timed one by one; best and median epoch seconds, ms/step, and test
-accuracy after the timed epochs. The machine may be shared, so every comparison is a
-ratio from the same run. Startup (``python -c "import minicnn"`` and the first training
-step in a fresh process with a warm Numba cache) is timed separately.
+Per framework: a warm-up of a few batches (``warmup_s``: Numba compiling or loading its
+cache for minicnn, one-time allocations for both), then the weights and optimiser are
+reset and ``--epochs`` epochs are timed one by one; best and median epoch seconds,
+ms/step, and test accuracy after the timed epochs (compared, not asserted). The machine
+may be shared, so every comparison is a ratio from the same run. Startup
+(``python -c "import minicnn"`` and the first training step in a fresh process with a
+warm Numba cache) is timed separately.
 
 Writes ``--out`` (JSON: machine, settings, startup, per-model results) and a markdown
 table of minicnn/PyTorch ratios next to it (same name, ``.md``), and prints the table.
@@ -64,12 +66,12 @@ MODELS = {
                 "about": "AlexNet-like CIFAR-10 net, 20 steps per 'epoch' on random data"},
 }
 DEFAULT_MODELS = "lenet,fashion_cnn,mlp,alexnet"
-MEMORY_METHOD = ("peak_rss_mb: resource.getrusage(RUSAGE_SELF).ru_maxrss of the child process "
-                 "that trained this (framework, model) pair alone (spawned: nothing inherited), "
-                 "so it includes the interpreter, the framework's libraries, the float32 data "
-                 "set (the same for both) and training; rss_before_training_mb: VmRSS after "
-                 "imports, data and model build, before the warm-up; training_growth_mb: the "
-                 "difference")
+MEMORY_METHOD = ("peak_rss_mb: VmHWM from /proc/self/status of the child process that trained "
+                 "this (framework, model) pair (spawned, so a fresh interpreter; ru_maxrss is not "
+                 "used because Linux carries the forked parent's RSS into it). It includes the "
+                 "interpreter, the framework's libraries, the float32 data set (the same for both) "
+                 "and training. rss_before_training_mb: VmRSS after imports, data and model build; "
+                 "training_growth_mb: the difference")
 
 
 # -- the models, in minicnn --------------------------------------------------------
@@ -192,26 +194,42 @@ class BatchSource:
 
 
 # -- one (framework, model) pair, in a child process ----------------------------------
-def current_rss_mb():
-    """Resident memory of this process now (VmRSS), in MiB."""
+def _proc_status_mb(field):
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB, or None off Linux."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    try:
-        import psutil
-        return psutil.Process().memory_info().rss / 2**20
-    except ImportError:
-        return None
+    return None
+
+
+def current_rss_mb():
+    """Resident memory of this process now, in MiB."""
+    rss = _proc_status_mb("VmRSS")
+    if rss is None:
+        try:
+            import psutil
+            rss = psutil.Process().memory_info().rss / 2**20
+        except ImportError:
+            pass
+    return rss
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    """Peak resident memory of this process's own address space, in MiB.
+
+    VmHWM, not ``ru_maxrss``: a spawned child is forked from the benchmark process before
+    it execs a fresh interpreter, and Linux carries the forked copy's RSS (the parent's
+    data, torch, minicnn) into the child's ``ru_maxrss``. VmHWM starts again at exec.
+    """
+    peak = _proc_status_mb("VmHWM")
+    if peak is None:   # not Linux: ru_maxrss (bytes on macOS, KiB elsewhere)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return peak
 
 
 def epoch_stats(seconds, steps):
@@ -234,127 +252,222 @@ def _minicnn_threads(minicnn):
     return threads.num_threads() if hasattr(threads, "num_threads") else threads.get_num_threads()
 
 
-def train_minicnn(job, data, initial):
-    """Warm up, reset, time ``job['epochs']`` epochs of the minicnn model; returns figures."""
-    import minicnn
-    from minicnn import Callback
-    minicnn.threads.set_num_threads(job["threads"])
-    model = compile_minicnn(build_minicnn(job["model"], job["seed"]), job["loss"])
-    model.set_weights(initial)
-    rss_before = current_rss_mb()
-    bs, warm = job["batch_size"], job["warmup_steps"] * job["batch_size"]
+class MinicnnTrainer:
+    """One minicnn model on one job: ``warmup()``, then ``epoch()`` n times, then ``finish()``."""
 
-    start = time.perf_counter()                       # first batches: JIT compile or cache load
-    model.fit(data["x_train"][:warm], data["y_train"][:warm], batch_size=bs, epochs=1,
-              verbose=0, shuffle=False)
-    warmup_s = time.perf_counter() - start
-    model.set_weights(initial)                        # start the timed epochs from the same
-    compile_minicnn(model, job["loss"])               # weights, with a fresh Adam, as the twin
+    def __init__(self, job):
+        import minicnn
+        self.minicnn, self.job = minicnn, job
+        self.data, self.initial = _load_job_data(job)
+        minicnn.threads.set_num_threads(job["threads"])
+        self.model = compile_minicnn(build_minicnn(job["model"], job["seed"]), job["loss"])
+        self.model.set_weights(self.initial)
+        self.source = BatchSource(self.data["x_train"], self.data["y_train"], job["batch_size"],
+                                  self.data["orders"])
+        self.rss_before = current_rss_mb()
+        self.losses, self.accuracies = [], []
 
-    class EpochTimer(Callback):
-        def on_train_begin(self, logs=None):
-            self.seconds = []
+    def warmup(self):
+        """A few batches (JIT compile or cache load), then back to the initial weights and a fresh Adam."""
+        bs, warm = self.job["batch_size"], self.job["warmup_steps"] * self.job["batch_size"]
+        start = time.perf_counter()
+        self.model.fit(self.data["x_train"][:warm], self.data["y_train"][:warm], batch_size=bs,
+                       epochs=1, verbose=0, shuffle=False)
+        seconds = time.perf_counter() - start
+        self.model.set_weights(self.initial)
+        compile_minicnn(self.model, self.job["loss"])
+        return seconds
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
+    def epoch(self):
+        """One timed epoch through ``fit`` (the batches come from the shared orders)."""
+        start = time.perf_counter()
+        history = self.model.fit(self.source, epochs=1, verbose=0)
+        seconds = time.perf_counter() - start
+        self.losses.append(history.history["loss"][-1])
+        self.accuracies.append(history.history["accuracy"][-1])
+        return seconds
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
-    timer = EpochTimer()
-    source = BatchSource(data["x_train"], data["y_train"], bs, data["orders"])
-    history = model.fit(source, epochs=job["epochs"], verbose=0, callbacks=[timer])
-    test_loss, test_accuracy = model.evaluate(data["x_test"], data["y_test"], batch_size=256, verbose=0)
-    result = {"warmup_s": warmup_s, **epoch_stats(timer.seconds, len(source)),
-              "train_loss": history.history["loss"], "train_accuracy": history.history["accuracy"],
-              "test_loss": test_loss, "test_accuracy": test_accuracy,
-              "threads": {"numba": _minicnn_threads(minicnn), "blas_in_fit": 1},
-              "rss_before_training_mb": rss_before}
-    if job.get("trace"):       # per-layer forward/backward times of one batch, after timing
-        result["trace"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
-                           for row in model.trace(data["x_train"][:bs], print_fn=None)]
-    return result
+    def finish(self):
+        test_loss, test_accuracy = self.model.evaluate(self.data["x_test"], self.data["y_test"],
+                                                       batch_size=256, verbose=0)
+        result = {"train_loss": self.losses, "train_accuracy": self.accuracies,
+                  "test_loss": test_loss, "test_accuracy": test_accuracy,
+                  "threads": {"numba": _minicnn_threads(self.minicnn), "blas_in_fit": 1}}
+        if self.job.get("trace"):   # per-layer forward/backward ms of one batch, after timing
+            rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]], print_fn=None)
+            result["trace"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
+                               for row in rows]
+        return result
 
 
-def train_torch(job, data, initial):
-    """The same as ``train_minicnn`` for the PyTorch twin."""
-    import torch
-    import _torch_models
-    torch.set_num_threads(job["threads"])
-    torch.manual_seed(job["seed"])
-    twin = _torch_models.build_twin(job["spec"], channels_last=job["torch_layout"] == "channels_last")
-    _torch_models.load_keras_weights(twin, initial)
-    initial_state = {k: v.clone() for k, v in twin.state_dict().items()}
-    loss_fn = torch.nn.CrossEntropyLoss()
-    as_labels = lambda y: torch.from_numpy(y.argmax(1) if y.ndim == 2 else y)   # noqa: E731
-    rss_before = current_rss_mb()
+class TorchTrainer:
+    """The same for the PyTorch twin (benchmarks/_torch_models.py)."""
 
-    def run_epoch(batches, optimizer):
-        """One pass; per step, the loss and accuracy a Keras-style log line needs."""
-        twin.train()
+    def __init__(self, job):
+        policy = job.get("omp_wait_policy", "default")
+        if policy != "default" and "torch" not in sys.modules:   # read once, when OpenMP starts
+            os.environ["OMP_WAIT_POLICY"] = policy.upper()
+        import torch
+        import _torch_models
+        self.torch, self.job = torch, job
+        self.omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "default (active spin)")
+        self.data, initial = _load_job_data(job)
+        torch.set_num_threads(job["threads"])
+        torch.manual_seed(job["seed"])
+        self.twin = _torch_models.build_twin(job["spec"], channels_last=job["torch_layout"] == "channels_last")
+        _torch_models.load_keras_weights(self.twin, initial)
+        self.initial_state = {k: v.clone() for k, v in self.twin.state_dict().items()}
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.source = BatchSource(self.data["x_train"], self.data["y_train"], job["batch_size"],
+                                  self.data["orders"])
+        self.optimizer = self._new_optimizer()
+        self.rss_before = current_rss_mb()
+        self.losses, self.accuracies = [], []
+
+    def _new_optimizer(self):
+        return self.torch.optim.Adam(self.twin.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+
+    def _labels(self, y):
+        """Class numbers: CrossEntropyLoss on one-hot rows is the same loss, so take argmax."""
+        return self.torch.from_numpy(y.argmax(1) if y.ndim == 2 else y)
+
+    def _run(self, batches, optimizer):
+        """One pass; per step, the loss and accuracy a Keras-style log line needs, as minicnn's fit."""
+        self.twin.train()
         for xb, yb in batches:
-            labels = as_labels(yb)
+            labels = self._labels(yb)
             optimizer.zero_grad(set_to_none=True)
-            logits = twin(torch.from_numpy(xb))
-            loss = loss_fn(logits, labels)
+            logits = self.twin(self.torch.from_numpy(xb))
+            loss = self.loss_fn(logits, labels)
             loss.backward()
             optimizer.step()
             loss_value = loss.item()
             accuracy = (logits.argmax(1) == labels).float().mean().item()
         return loss_value, accuracy
 
-    new_optimizer = lambda: torch.optim.Adam(twin.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)  # noqa: E731
-    bs, warm = job["batch_size"], job["warmup_steps"] * job["batch_size"]
-    warm_orders = [np.arange(warm)]
-    start = time.perf_counter()
-    run_epoch(BatchSource(data["x_train"], data["y_train"], bs, warm_orders), new_optimizer())
-    warmup_s = time.perf_counter() - start
-    twin.load_state_dict(initial_state)
-    optimizer = new_optimizer()
-    source = BatchSource(data["x_train"], data["y_train"], bs, data["orders"])
-    seconds, losses, accuracies = [], [], []
-    for _ in range(job["epochs"]):
+    def warmup(self):
+        bs, warm = self.job["batch_size"], self.job["warmup_steps"] * self.job["batch_size"]
         start = time.perf_counter()
-        loss_value, accuracy = run_epoch(source, optimizer)
-        seconds.append(time.perf_counter() - start)
-        losses.append(loss_value)
-        accuracies.append(accuracy)
-    twin.eval()
-    correct, total_loss = 0, 0.0
-    with torch.no_grad():
-        for start in range(0, len(data["x_test"]), 256):
-            xb = torch.from_numpy(data["x_test"][start:start + 256])
-            labels = as_labels(data["y_test"][start:start + 256])
-            logits = twin(xb)
-            total_loss += loss_fn(logits, labels).item() * len(xb)
-            correct += int((logits.argmax(1) == labels).sum())
-    n_test = len(data["x_test"])
-    return {"warmup_s": warmup_s, **epoch_stats(seconds, len(source)),
-            "last_batch_loss": losses, "last_batch_accuracy": accuracies,
-            "test_loss": total_loss / n_test, "test_accuracy": correct / n_test,
-            "threads": {"torch": torch.get_num_threads()}, "layout": job["torch_layout"],
-            "rss_before_training_mb": rss_before}
+        self._run(BatchSource(self.data["x_train"], self.data["y_train"], bs, [np.arange(warm)]),
+                  self._new_optimizer())
+        seconds = time.perf_counter() - start
+        self.twin.load_state_dict(self.initial_state)
+        self.optimizer = self._new_optimizer()
+        return seconds
+
+    def epoch(self):
+        start = time.perf_counter()
+        loss_value, accuracy = self._run(self.source, self.optimizer)
+        seconds = time.perf_counter() - start
+        self.losses.append(loss_value)
+        self.accuracies.append(accuracy)
+        return seconds
+
+    def finish(self):
+        torch, x_test, y_test = self.torch, self.data["x_test"], self.data["y_test"]
+        self.twin.eval()
+        correct, total_loss = 0, 0.0
+        with torch.no_grad():
+            for start in range(0, len(x_test), 256):
+                xb = torch.from_numpy(x_test[start:start + 256])
+                labels = self._labels(y_test[start:start + 256])
+                logits = self.twin(xb)
+                total_loss += self.loss_fn(logits, labels).item() * len(xb)
+                correct += int((logits.argmax(1) == labels).sum())
+        return {"last_batch_loss": self.losses, "last_batch_accuracy": self.accuracies,
+                "test_loss": total_loss / len(x_test), "test_accuracy": correct / len(x_test),
+                "threads": {"torch": torch.get_num_threads(), "OMP_WAIT_POLICY": self.omp_wait_policy},
+                "layout": self.job["torch_layout"]}
 
 
-def run_job(job):
-    """Train one (framework, model) pair; the entry point of each child process."""
-    data, initial = _load_job_data(job)
-    train = train_minicnn if job["framework"] == "minicnn" else train_torch
-    result = train(job, data, initial)
-    result["peak_rss_mb"] = peak_rss_mb()
-    if result.get("rss_before_training_mb") is not None:
+TRAINERS = {"minicnn": MinicnnTrainer, "torch": TorchTrainer}
+
+
+def _summary(trainer, warmup_s, seconds, finished):
+    result = {"warmup_s": warmup_s, **epoch_stats(seconds, len(trainer.source)), **finished,
+              "rss_before_training_mb": trainer.rss_before, "peak_rss_mb": peak_rss_mb()}
+    if result["rss_before_training_mb"] is not None:
         result["training_growth_mb"] = result["peak_rss_mb"] - result["rss_before_training_mb"]
     return result
 
 
-def run_in_child(job):
-    """``run_job(job)`` in a fresh spawned process (its own memory peak); errors come back as text."""
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+def run_job(job):
+    """Train one (framework, model) pair start to finish in this process; returns its figures."""
+    trainer = TRAINERS[job["framework"]](job)
+    warmup_s = trainer.warmup()
+    seconds = [trainer.epoch() for _ in range(job["epochs"])]
+    return _summary(trainer, warmup_s, seconds, trainer.finish())
+
+
+def _worker(job, conn):
+    """Child process: set up, then obey "warmup" / "epoch" / "finish" from the parent."""
+    try:
+        trainer = TRAINERS[job["framework"]](job)
+        conn.send("ready")
+        warmup_s, seconds = None, []
+        while True:
+            command = conn.recv()
+            if command == "warmup":
+                warmup_s = trainer.warmup()
+                conn.send(warmup_s)
+            elif command == "epoch":
+                seconds.append(trainer.epoch())
+                conn.send(seconds[-1])
+            else:
+                conn.send(_summary(trainer, warmup_s, seconds, trainer.finish()))
+                return
+    except Exception as exc:  # noqa: BLE001 - the parent reports it and goes on
+        import traceback
+        conn.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+
+
+def run_interleaved(jobs):
+    """Run the jobs (one per framework) in their own spawned processes, epoch by epoch in turn.
+
+    Each child sets up, then all warm up, then epoch e runs in each child one after the
+    other (order reversed every other epoch), so a change in the shared machine's load hits
+    both frameworks alike; a child never computes while another does. Returns
+    {framework: figures or {"error": ...}}.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    children, results = {}, {}
+
+    def ask(framework, command):
+        conn = children[framework][1]
+        conn.send(command)
+        reply = conn.recv()
+        if isinstance(reply, dict) and "error" in reply:
+            results[framework] = reply
+            children.pop(framework)[0].join()
+        return reply
+
+    for job in jobs:              # one at a time, so set-up (imports, data) never overlaps
+        parent_end, child_end = ctx.Pipe()
+        process = ctx.Process(target=_worker, args=(job, child_end), daemon=True)
+        process.start()
         try:
-            return pool.submit(run_job, job).result()
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next pair
-            return {"error": f"{type(exc).__name__}: {exc}"}
+            reply = parent_end.recv()
+        except EOFError:
+            reply = {"error": f"child exited with code {process.join() or process.exitcode}"}
+        if reply != "ready":
+            results[job["framework"]] = reply
+            process.join()
+            continue
+        children[job["framework"]] = (process, parent_end)
+    for framework in list(children):
+        ask(framework, "warmup")
+    order = list(children)
+    for epoch in range(jobs[0]["epochs"]):
+        for framework in (order if epoch % 2 == 0 else order[::-1]):
+            if framework in children:
+                ask(framework, "epoch")
+    for framework in list(children):
+        reply = ask(framework, "finish")
+        if framework in children:
+            results[framework] = reply
+            process, _ = children.pop(framework)
+            process.join()
+    return results
 
 
 # -- startup --------------------------------------------------------------------------
@@ -502,6 +615,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-layout", choices=("channels_last", "nchw"), default="channels_last",
                         help="PyTorch memory format (default channels_last: the NHWC input needs no copy)")
+    parser.add_argument("--torch-omp-wait", choices=("passive", "default"), default="passive",
+                        help="OMP_WAIT_POLICY for PyTorch's OpenMP pool (default passive: on a shared "
+                             "2-core machine, spinning OpenMP threads made PyTorch 10-50x slower)")
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
     parser.add_argument("--no-startup", action="store_true", help="skip the startup timings")
     parser.add_argument("--trace", action="store_true", help="store model.trace per-layer times in the JSON")
@@ -542,7 +658,8 @@ def prepare_model(name, args, workdir):
     job = {"model": name, "data": str(data_path), "weights": str(weights_path), "spec": spec,
            "epochs": args.epochs, "batch_size": cfg["batch_size"], "loss": cfg["loss"],
            "threads": args.threads, "warmup_steps": args.warmup_steps, "seed": args.seed,
-           "torch_layout": args.torch_layout, "trace": args.trace}
+           "torch_layout": args.torch_layout, "omp_wait_policy": args.torch_omp_wait,
+           "trace": args.trace}
     info = {"about": cfg["about"], "data": source, "samples_per_epoch": n, "test_samples": len(x_test),
             "batch_size": cfg["batch_size"], "steps_per_epoch": -(-n // cfg["batch_size"]),
             "loss": cfg["loss"], "params": model.count_params()}
@@ -557,6 +674,7 @@ def main(argv=None):
               "settings": {"models": args.models, "epochs": args.epochs, "threads": args.threads,
                            "limit": args.limit, "full": args.full, "warmup_steps": args.warmup_steps,
                            "seed": args.seed, "torch": args.use_torch, "torch_layout": args.torch_layout,
+                           "torch_omp_wait_policy": args.torch_omp_wait,
                            "optimizer": "adam lr 1e-3 beta 0.9/0.999 eps 1e-7 (both)", "dtype": "float32",
                            "MINICNN_DATA": os.environ.get("MINICNN_DATA"),
                            "memory_method": MEMORY_METHOD,
@@ -569,13 +687,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
         for name in args.models:
             job, info = prepare_model(name, args, Path(tmp))
-            result = dict(info)
-            for framework in ("minicnn", "torch") if args.use_torch else ("minicnn",):
-                print(f"{name}: {framework} ({info['samples_per_epoch']} samples x {args.epochs} epochs, "
-                      f"{info['data']}) ...", flush=True)
-                result[framework] = run_in_child({**job, "framework": framework})
+            frameworks = ("minicnn", "torch") if args.use_torch else ("minicnn",)
+            print(f"{name}: {' and '.join(frameworks)}, {info['samples_per_epoch']} samples x "
+                  f"{args.epochs} epochs, {info['data']} ...", flush=True)
+            result = {**info, **run_interleaved([{**job, "framework": f} for f in frameworks])}
+            for framework in frameworks:
                 r = result[framework]
-                print("   " + (r["error"] if "error" in r else
+                print(f"   {framework:8s}" + (r["error"] if "error" in r else
                                f"best {r['best_epoch_s']:.2f} s, median {r['median_epoch_s']:.2f} s per "
                                f"epoch, {r['ms_per_step_best']:.1f} ms/step, test acc "
                                f"{100 * r['test_accuracy']:.1f}%, peak {r['peak_rss_mb']:.0f} MB"), flush=True)
