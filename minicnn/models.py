@@ -8,11 +8,11 @@ import numpy as np
 from kernels import backend
 from . import losses, metrics as metrics_module, optimizers, saving
 from .activations import Softmax
-from .callbacks import CallbackList, History
 from .layers import Input, Layer
 from .progbar import Progbar
 from .summary import summary_table
 from .threads import compute_threads
+from .training import TrainingLoop
 
 
 def snake_case(name):
@@ -21,7 +21,7 @@ def snake_case(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-class Sequential:
+class Sequential(TrainingLoop):
     """Layers applied one after the other.
 
     One ``np.random.Generator`` (from ``seed``) drives weight initialisation, shuffling
@@ -183,116 +183,6 @@ class Sequential:
         loss_value, y_pred = self._train_step(x, y)
         values = [loss_value, *self._batch_logs(y, y_pred).values()]
         return values if self.metrics else loss_value
-
-    @compute_threads()
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, steps_per_epoch=None,
-            initial_epoch=0):
-        """Train for ``epochs`` passes over (x, y), or over a generator of (x, y) batches.
-
-        validation_split takes the *last* fraction of the samples, before shuffling,
-        exactly as Keras does. Returns a ``History`` (also kept as ``model.history``).
-        """
-        self._require_compiled("fit")
-        batch_size = batch_size or 32
-        if isinstance(x, np.ndarray) or backend.is_gpu(x) or isinstance(x, (list, tuple)):
-            x, y = self._prepare(x, y, "fit")
-            if validation_split:
-                if validation_data is not None:
-                    raise ValueError("give validation_split or validation_data, not both")
-                split = len(x) - int(len(x) * validation_split)
-                if split <= 0 or split == len(x):
-                    raise ValueError(f"validation_split={validation_split} leaves no training or "
-                                     f"no validation samples out of {len(x)}")
-                x, validation_data = x[:split], (x[split:], y[split:])
-            steps = math.ceil(len(x) / batch_size)
-            epoch_batches = lambda: self._array_batches(x, y, batch_size, shuffle)
-        else:
-            if y is not None:
-                raise ValueError("when x is a generator of (x, y) batches, leave y=None")
-            steps, epoch_batches = self._generator_batches(x, steps_per_epoch)
-        if validation_data is not None:
-            validation_data = self._prepare(*validation_data, what="fit (validation_data)")
-
-        history = History()
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
-        callback_list = CallbackList([*(callbacks or []), history], self, params)
-        self.stop_training = False
-        callback_list.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            if verbose and epochs > 1:
-                print(f"Epoch {epoch + 1}/{epochs}")
-            callback_list.on_epoch_begin(epoch)
-            bar = Progbar(steps, verbose)
-            logs = self._run_epoch(epoch, epoch_batches(), bar, callback_list)
-            if logs is None:        # the loss blew up; the message has been printed
-                break
-            if validation_data is not None:
-                logs.update(self._validation_logs(validation_data, batch_size))
-            bar.finish(logs)
-            callback_list.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        callback_list.on_train_end()
-        self.history = history
-        return history
-
-    def _run_epoch(self, epoch, batches, bar, callback_list):
-        """Train on one epoch's batches; returns the running-mean logs, or None on a NaN/inf loss."""
-        totals, seen, logs = {}, 0, {}
-        for step, (xb, yb) in enumerate(batches, start=1):
-            callback_list.on_train_batch_begin(step - 1)
-            xb, yb = self._as_batch(xb, yb)
-            loss_value, y_pred = self._train_step(xb, yb)
-            if not math.isfinite(loss_value):
-                print(f"\nEpoch {epoch + 1}, batch {step}: the loss became {loss_value}; training "
-                      "stopped. Lower the learning rate, normalise the inputs (e.g. x / 255) or "
-                      "check the labels.")
-                self.stop_training = True
-                return None
-            seen += len(xb)
-            for key, value in {"loss": loss_value, **self._batch_logs(yb, y_pred)}.items():
-                totals[key] = totals.get(key, 0.0) + value * len(xb)
-            logs = {key: total / seen for key, total in totals.items()}
-            callback_list.on_train_batch_end(step - 1, logs)
-            bar.update(step, logs)
-            if self.stop_training:
-                break
-        return logs
-
-    def _validation_logs(self, validation_data, batch_size):
-        results = self.evaluate(*validation_data, batch_size=batch_size, verbose=0)
-        names = ["loss", *(name for name, _ in self.metrics)]
-        return {f"val_{name}": float(value) for name, value in zip(names, np.atleast_1d(results))}
-
-    def _array_batches(self, x, y, batch_size, shuffle):
-        """(x, y) batches of one epoch; only the indices are shuffled, never the data."""
-        order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
-        for start in range(0, len(x), batch_size):
-            index = order[start:start + batch_size]
-            yield x[index], y[index]
-
-    @staticmethod
-    def _generator_batches(source, steps_per_epoch):
-        """(steps, epoch_batches) for an iterable of (x, y) batches, e.g. ImageDataGenerator.flow.
-
-        With steps_per_epoch, batches are drawn from one running iterator (restarted when a
-        finite source runs out), as Keras does; without it, each epoch is one pass.
-        """
-        if steps_per_epoch is None:
-            if not hasattr(source, "__len__"):
-                raise ValueError("x is a generator without a length; pass steps_per_epoch=")
-            return len(source), lambda: iter(source)
-        state = {"iterator": iter(source)}
-
-        def epoch_batches():
-            for _ in range(steps_per_epoch):
-                try:
-                    yield next(state["iterator"])
-                except StopIteration:
-                    state["iterator"] = iter(source)
-                    yield next(state["iterator"])
-        return steps_per_epoch, epoch_batches
 
     # -- inference ------------------------------------------------------------
     @compute_threads()
