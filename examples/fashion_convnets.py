@@ -64,7 +64,7 @@ x_test = x_test.reshape(-1, 28, 28, 1).astype("float32") / 255
 y_train, y_test = to_categorical(y_train, 10), to_categorical(y_test, 10)
 
 
-# %% 2. Keras's MNIST convnet (notebook cell 5), with the optional BN and Dropout(.1)
+# %% 2. Keras's MNIST convnet, with the optional BN and Dropout(.1)
 def keras_convnet(bn=False, dropout=0.0):
     layers = []
     for i, filters in enumerate((32, 64)):
@@ -79,7 +79,7 @@ def keras_convnet(bn=False, dropout=0.0):
     return Sequential(layers, seed=args.seed)
 
 
-# %% 3. Model 2 (notebook cell 20): same padding, leaky relu, more dropout
+# %% 3. Model 2: same padding, leaky relu, more dropout
 def model2(bn=False):
     leaky = ReLU(alpha=0.1)          # the notebook's activation=lambda x: relu(x, alpha=0.1)
     norm = lambda: [BatchNormalization()] if bn else []      # a fresh layer each time

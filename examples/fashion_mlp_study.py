@@ -39,14 +39,14 @@ def chart(runs, filename, title):
     plot.plot_history({run: histories[run] for run in runs}, path=args.out / filename, title=title)
 
 
-# %% 1. Data (notebook cell 2): pixels scaled to [0, 1], integer labels
+# %% 1. Data: pixels scaled to [0, 1], integer labels
 (x_train, y_train), (x_test, y_test) = take(args, *fashion_mnist.load_data())
 x_train, x_test = x_train / 255.0, x_test / 255.0
 test = (x_test, y_test)
 loss = "sparse_categorical_crossentropy"
 
 
-# %% 2. The first model (notebook cell 4): 128 sigmoid units
+# %% 2. The first model: 128 sigmoid units
 def mlp(units=128, activation="sigmoid", layers=1, initializer="glorot_uniform"):
     return Sequential([
         Flatten(input_shape=(28, 28)),
@@ -100,8 +100,8 @@ for n in (15, 30):
 chart(["128 sigmoid, 30 epochs"], "overfitting.png", "30 epochs: train vs test")
 
 
-# %% 6. A custom callback: stop once the training loss is at most 0.4 (notebook cell 12)
-class myCallback(Callback):
+# %% 6. A custom callback: stop once the training loss is at most 0.4
+class StopAtLoss(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs.get("loss") <= 0.4:
             print(f"\nLoss is low ({logs['loss']:.4f}), so cancelling training!")
@@ -110,7 +110,7 @@ class myCallback(Callback):
 
 model = mlp()
 model.compile(optimizer=Adam(), loss=loss, metrics=["accuracy"])
-results.fit("stop at loss <= 0.4", model, x_train, y_train, test, epochs=epochs(30), callbacks=[myCallback()])
+results.fit("stop at loss <= 0.4", model, x_train, y_train, test, epochs=epochs(30), callbacks=[StopAtLoss()])
 
 # %% 7. Sigmoid vs relu, 3 hidden layers of 128
 for activation in ("sigmoid", "relu"):

@@ -21,14 +21,14 @@ from _common import EpochTimer, Results, parse_args, show, take   # examples/_co
 args = parse_args("lenet_mnist", __doc__, epochs=10, batch_size=64)
 results = Results("lenet_mnist", "LeNet-5 on MNIST (98.36% after 10 epochs)", args)
 
-# %% 1. Data (notebook cells 2-3): 28x28 grey images scaled to [0, 1], one channel axis
+# %% 1. Data: 28x28 grey images scaled to [0, 1], one channel axis
 (x_train, y_train), (x_test, y_test) = take(args, *mnist.load_data())
 x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / 255
 x_test = x_test.reshape(-1, 28, 28, 1).astype("float32") / 255
 y_train, y_test = to_categorical(y_train, 10), to_categorical(y_test, 10)
 print("x_train", x_train.shape, "x_test", x_test.shape)
 
-# %% 2. Model (notebook cell 4)
+# %% 2. Model
 model = Sequential([
     Conv2D(6, kernel_size=(5, 5), activation="tanh", input_shape=(28, 28, 1)),
     AveragePooling2D(pool_size=(2, 2)),
@@ -41,13 +41,13 @@ model = Sequential([
 ], seed=args.seed)
 model.summary()
 
-# %% 3. Train (notebook cell 5)
+# %% 3. Train
 model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
 timer = EpochTimer()
 history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
                     validation_data=(x_test, y_test), callbacks=[timer])
 
-# %% 4. Evaluate (notebook cell 6)
+# %% 4. Evaluate
 test_loss, test_accuracy = model.evaluate(x_test, y_test)
 print(f"Test accuracy: {test_accuracy:.4f}")
 results.add("lenet", history, (test_loss, test_accuracy), timer, notebook_accuracy=0.9836)
