@@ -111,16 +111,18 @@ class Results:
                                 for key, value in vars(args).items()},
                      "versions": versions(), "threads": threads(), "runs": {}}
 
-    def add(self, run, history, test_results, timer, notebook_accuracy=None, **extra):
+    def save(self):
+        self.path.write_text(json.dumps(self.data, indent=1) + "\n")
+
+    def add(self, run, history, test_results, timer, notebook_accuracy=None):
         """Record one trained model: its History, ``model.evaluate(...)`` and its EpochTimer."""
         test_loss, test_accuracy = test_results
         self.data["runs"][run] = {
             "history": {key: [float(v) for v in values] for key, values in history.history.items()},
             "epochs": len(history.epoch), "test_loss": test_loss, "test_accuracy": test_accuracy,
             "seconds_per_epoch": [round(s, 3) for s in timer.seconds],
-            "notebook_accuracy": notebook_accuracy, **extra}
-        json_text = json.dumps(self.data, indent=1)
-        self.path.write_text(json_text + "\n")
+            "notebook_accuracy": notebook_accuracy}
+        self.save()
         reference = f" (notebook: {notebook_accuracy:.2%})" if notebook_accuracy else ""
         print(f"== {run}: test accuracy {test_accuracy:.4f}{reference}, "
               f"{np.mean(timer.seconds):.1f} s/epoch over {len(timer.seconds)} epoch(s)")

@@ -88,6 +88,7 @@ for what, build in mistakes.items():
         errors[what] = f"{type(error).__name__}: {error}"
         print(f"\n{what}:\n  {errors[what]}")
 results.data["errors"] = errors
+results.save()
 
 # %% 5. Longer: 30 epochs with the test set as validation data; overfitting shows
 model = mlp()
