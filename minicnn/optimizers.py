@@ -20,6 +20,7 @@ class Optimizer:
         self.learning_rate = float(learning_rate)
         self.iterations = 0          # steps taken so far, as Keras counts them
         self.slots = {}              # (slot name, parameter index) -> array
+        self._scratch = {}           # parameter index -> work buffer (not state: never saved)
 
     def apply(self, params, grads):
         """One optimisation step over every parameter."""
@@ -38,8 +39,15 @@ class Optimizer:
             self.slots[key] = get_array_module(like).full_like(like, fill)
         return self.slots[key]
 
+    def scratch(self, i, like):
+        """A reusable work array shaped like parameter ``i``, so updates allocate nothing."""
+        if i not in self._scratch:
+            self._scratch[i] = get_array_module(like).empty_like(like)
+        return self._scratch[i]
+
     def get_config(self):
-        return {k: v for k, v in vars(self).items() if k not in ("iterations", "slots")}
+        return {k: v for k, v in vars(self).items()
+                if k not in ("iterations", "slots", "_scratch")}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
@@ -75,12 +83,16 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def update(self, i, w, g):
-        m, v = self.slot("m", i, w), self.slot("v", i, w)
+        xp = get_array_module(w)
+        m, v, tmp = self.slot("m", i, w), self.slot("v", i, w), self.scratch(i, w)
         t = self.iterations
-        m += (1 - self.beta_1) * (g - m)
-        v += (1 - self.beta_2) * (g * g - v)
+        # The same three lines as   m += (1-β1)(g - m);  v += (1-β2)(g² - v);
+        # w -= α·m/(√v + ε),  written with out= so no temporary arrays are allocated:
+        # Adam runs once per parameter per step, and the allocations tripled its time.
+        xp.subtract(g, m, out=tmp); tmp *= 1 - self.beta_1; m += tmp
+        xp.multiply(g, g, out=tmp); tmp -= v; tmp *= 1 - self.beta_2; v += tmp
         alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        w -= alpha * m / (get_array_module(v).sqrt(v) + self.epsilon)
+        xp.sqrt(v, out=tmp); tmp += self.epsilon; xp.divide(m, tmp, out=tmp); tmp *= alpha; w -= tmp
 
 
 class RMSprop(Optimizer):
