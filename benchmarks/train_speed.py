@@ -14,6 +14,10 @@ children take turns, never computing at once: warm-up, then epoch 1 in one and i
 other, epoch 2 in the other order, and so on, so that a change in a shared machine's load
 hits both alike.
 
+Both children run with OMP_WAIT_POLICY=PASSIVE unless ``--omp-wait-policy default``:
+PyTorch and Numba share GNU OpenMP, whose spinning idle threads make either 4-50x slower
+on a busy 2-core machine (see ``_apply_omp_wait_policy``).
+
 Per framework: a warm-up of a few batches (``warmup_s``: Numba compiling or loading its
 cache for minicnn, one-time allocations for both), then the weights and optimiser are
 reset and ``--epochs`` epochs are timed one by one; best and median epoch seconds,
@@ -246,16 +250,40 @@ def _load_job_data(job):
     return data, initial
 
 
+def _numba_layer():
+    try:
+        import numba
+        return numba.threading_layer()
+    except Exception:  # noqa: BLE001 - no numba, or no parallel kernel ran yet
+        return None
+
+
 def _minicnn_threads(minicnn):
     """Numba threads minicnn's fit uses (the helper's name changed once: accept both)."""
     threads = minicnn.threads
     return threads.num_threads() if hasattr(threads, "num_threads") else threads.get_num_threads()
 
 
+def _apply_omp_wait_policy(job, library):
+    """Set OMP_WAIT_POLICY before ``library`` (and its OpenMP runtime) loads; returns what holds.
+
+    Both PyTorch and Numba (threading layer "omp") run on GNU OpenMP, whose idle threads
+    spin by default. On a 2-core machine shared with other programs, a parallel region then
+    waits for a descheduled spinning thread: measured here, a LeNet step took 89 ms in
+    minicnn and 35-450 ms in PyTorch with 2 threads, against 18-20 ms with PASSIVE. Both
+    children get the same setting (``--omp-wait-policy``).
+    """
+    policy = job.get("omp_wait_policy", "default")
+    if policy != "default" and library not in sys.modules:   # read once, when OpenMP starts
+        os.environ["OMP_WAIT_POLICY"] = policy.upper()
+    return os.environ.get("OMP_WAIT_POLICY", "default (active spin)")
+
+
 class MinicnnTrainer:
     """One minicnn model on one job: ``warmup()``, then ``epoch()`` n times, then ``finish()``."""
 
     def __init__(self, job):
+        self.omp_wait_policy = _apply_omp_wait_policy(job, "numba")
         import minicnn
         self.minicnn, self.job = minicnn, job
         self.data, self.initial = _load_job_data(job)
@@ -292,9 +320,14 @@ class MinicnnTrainer:
                                                        batch_size=256, verbose=0)
         result = {"train_loss": self.losses, "train_accuracy": self.accuracies,
                   "test_loss": test_loss, "test_accuracy": test_accuracy,
-                  "threads": {"numba": _minicnn_threads(self.minicnn), "blas_in_fit": 1}}
+                  "threads": {"numba": _minicnn_threads(self.minicnn), "blas_in_fit": 1,
+                              "numba_threading_layer": _numba_layer(),
+                              "OMP_WAIT_POLICY": self.omp_wait_policy}}
         if self.job.get("trace"):   # per-layer forward/backward ms of one batch, after timing
-            rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]], print_fn=None)
+            # model.trace does not enter compute_threads() itself (fit does): without it,
+            # spinning OpenBLAS threads fight the Numba loops and the times mean nothing.
+            with self.minicnn.threads.compute_threads():
+                rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]], print_fn=None)
             result["trace"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
                                for row in rows]
         return result
@@ -304,13 +337,10 @@ class TorchTrainer:
     """The same for the PyTorch twin (benchmarks/_torch_models.py)."""
 
     def __init__(self, job):
-        policy = job.get("omp_wait_policy", "default")
-        if policy != "default" and "torch" not in sys.modules:   # read once, when OpenMP starts
-            os.environ["OMP_WAIT_POLICY"] = policy.upper()
+        self.omp_wait_policy = _apply_omp_wait_policy(job, "torch")
         import torch
         import _torch_models
         self.torch, self.job = torch, job
-        self.omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "default (active spin)")
         self.data, initial = _load_job_data(job)
         torch.set_num_threads(job["threads"])
         torch.manual_seed(job["seed"])
@@ -539,7 +569,8 @@ def markdown_table(report):
     """Ratio table (minicnn / PyTorch) and the absolute figures behind it."""
     s = report["settings"]
     lines = [f"Training speed, minicnn vs PyTorch CPU: {s['epochs']} timed epochs, {s['threads']} "
-             f"thread(s), float32, adam; best / median epoch (ratios < 1: minicnn faster).", "",
+             f"thread(s), OMP_WAIT_POLICY {s.get('omp_wait_policy', 'default')}, float32, adam; best / median "
+             f"epoch (ratios < 1: minicnn faster).", "",
              "| model | data | samples/epoch, batch | minicnn epoch s best / med | torch epoch s best / med "
              "| epoch ratio best / med | ms/step minicnn / torch | test acc minicnn / torch "
              "| peak RSS MB minicnn / torch | memory ratio | warm-up s minicnn / torch |",
@@ -615,9 +646,10 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-layout", choices=("channels_last", "nchw"), default="channels_last",
                         help="PyTorch memory format (default channels_last: the NHWC input needs no copy)")
-    parser.add_argument("--torch-omp-wait", choices=("passive", "default"), default="passive",
-                        help="OMP_WAIT_POLICY for PyTorch's OpenMP pool (default passive: on a shared "
-                             "2-core machine, spinning OpenMP threads made PyTorch 10-50x slower)")
+    parser.add_argument("--omp-wait-policy", choices=("passive", "default"), default="passive",
+                        help="OMP_WAIT_POLICY in both children (PyTorch's and Numba's OpenMP pools). "
+                             "Default passive: on a shared 2-core machine spinning OpenMP threads made "
+                             "both 4-50x slower with 2 threads; 'default' leaves OpenMP's own")
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
     parser.add_argument("--no-startup", action="store_true", help="skip the startup timings")
     parser.add_argument("--trace", action="store_true", help="store model.trace per-layer times in the JSON")
@@ -658,7 +690,7 @@ def prepare_model(name, args, workdir):
     job = {"model": name, "data": str(data_path), "weights": str(weights_path), "spec": spec,
            "epochs": args.epochs, "batch_size": cfg["batch_size"], "loss": cfg["loss"],
            "threads": args.threads, "warmup_steps": args.warmup_steps, "seed": args.seed,
-           "torch_layout": args.torch_layout, "omp_wait_policy": args.torch_omp_wait,
+           "torch_layout": args.torch_layout, "omp_wait_policy": args.omp_wait_policy,
            "trace": args.trace}
     info = {"about": cfg["about"], "data": source, "samples_per_epoch": n, "test_samples": len(x_test),
             "batch_size": cfg["batch_size"], "steps_per_epoch": -(-n // cfg["batch_size"]),
@@ -674,7 +706,7 @@ def main(argv=None):
               "settings": {"models": args.models, "epochs": args.epochs, "threads": args.threads,
                            "limit": args.limit, "full": args.full, "warmup_steps": args.warmup_steps,
                            "seed": args.seed, "torch": args.use_torch, "torch_layout": args.torch_layout,
-                           "torch_omp_wait_policy": args.torch_omp_wait,
+                           "omp_wait_policy": args.omp_wait_policy,
                            "optimizer": "adam lr 1e-3 beta 0.9/0.999 eps 1e-7 (both)", "dtype": "float32",
                            "MINICNN_DATA": os.environ.get("MINICNN_DATA"),
                            "memory_method": MEMORY_METHOD,
