@@ -152,7 +152,6 @@ def load_arrays(name, train_samples, test_samples, seed=0):
     """
     cfg = MODELS[name]
     if cfg["dataset"] != "random" and have_idx(cfg["dataset"]):
-        from minicnn import datasets   # noqa: F401 - the loaders live in submodules
         import importlib
         loader = importlib.import_module(f"minicnn.datasets.{cfg['dataset']}")
         (x_train, y_train), (x_test, y_test) = loader.load_data(os.environ["MINICNN_DATA"])
