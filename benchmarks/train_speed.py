@@ -697,11 +697,20 @@ def prepare_model(name, args, workdir):
     return job, info
 
 
+def git_revision():
+    """The checkout's commit (with "+dirty" when tracked files differ), for the record."""
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+        return run("rev-parse", "--short", "HEAD") + ("+dirty" if run("status", "--porcelain", "-uno") else "")
+    except OSError:
+        return None
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.use_torch = not args.no_torch and torch_available()
     command = shlex.join(["python", "benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)])
-    report = {"command": command, "machine": machine_info(),
+    report = {"command": command, "git": git_revision(), "machine": machine_info(),
               "settings": {"models": args.models, "epochs": args.epochs, "threads": args.threads,
                            "limit": args.limit, "full": args.full, "warmup_steps": args.warmup_steps,
                            "seed": args.seed, "torch": args.use_torch, "torch_layout": args.torch_layout,
