@@ -12,7 +12,12 @@ Rules every loop follows:
 import os
 
 import numpy as np
-from numba import njit, prange
+
+# Numba's OpenMP threads (and PyTorch's, in benchmarks) spin while idle by default; on a
+# busy 2-core machine that made two-thread training 4x slower than one thread. Passive
+# waiting sleeps instead. Only a default: a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from numba import njit, prange  # noqa: E402 - after the OpenMP setting above
 
 
 def cache_enabled(kernel_dir=None, environ=None):

@@ -93,11 +93,19 @@ class Sequential(TrainingLoop):
         return x
 
     def backward(self, dy, need_input_grad=True):
-        """Backpropagate dy through every layer; returns dL/dx (None if not needed)."""
-        self.layers[0].needs_input_grad = need_input_grad
-        for layer in reversed(self.layers):
+        """Backpropagate dy through the layers; returns dL/dx, or None when not needed.
+
+        While training nothing needs dL/dx, so the pass stops at the first layer with
+        weights and skips that layer's input gradient (for an MLP behind Flatten, a third
+        of the backward arithmetic).
+        """
+        first_trainable = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
+        stop = 0 if need_input_grad else first_trainable
+        for index in range(len(self.layers) - 1, stop - 1, -1):
+            layer = self.layers[index]
+            layer.needs_input_grad = need_input_grad or index > stop
             dy = layer.backward(dy)
-        return dy
+        return dy if need_input_grad else None
 
     def regularization_penalty(self):
         return sum(layer.regularization_penalty() for layer in self.layers)

@@ -226,3 +226,18 @@ def test_thread_settings_apply_inside_fit_and_are_restored(rng, monkeypatch):
     assert numba.get_num_threads() == before
     threads.set_num_threads(None)
     assert threads.num_threads() == 1
+
+
+def test_training_backward_skips_unused_input_gradients_only(rng):
+    """need_input_grad=False stops below the first weighted layer; weight gradients agree."""
+    model = Sequential([Flatten(input_shape=(4, 4, 1)), Dense(5, activation="tanh"),
+                        Dense(3, activation="softmax")], dtype="float64")
+    x = rng.standard_normal((6, 4, 4, 1))
+    dy = rng.standard_normal((6, 3))
+    model.forward(x, training=True)
+    dx = model.backward(dy)
+    full = [g.copy() for layer in model.layers for g in layer.grads.values()]
+    assert dx.shape == x.shape
+    assert model.backward(dy, need_input_grad=False) is None
+    for got, want in zip((g for layer in model.layers for g in layer.grads.values()), full):
+        np.testing.assert_array_equal(got, want)
