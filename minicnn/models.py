@@ -142,8 +142,8 @@ class Sequential(TrainingLoop):
             raise ValueError(
                 f"the model expects inputs of shape (batch, {', '.join(map(str, self.input_shape))}) "
                 f"but x has shape {tuple(x.shape)}"
-                + (". Add a channel axis with x[..., None]." if x.ndim + 1 == len(self.input_shape) + 1
-                   and self.input_shape[-1] == 1 and x.shape[1:] == self.input_shape[:-1] else "."))
+                + (". Add a channel axis with x[..., None]."
+                   if x.shape[1:] == self.input_shape[:-1] and self.input_shape[-1] == 1 else "."))
         if y is None:
             return x, None
         y = np.asarray(y) if not backend.is_gpu(y) else y
