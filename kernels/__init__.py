@@ -14,6 +14,7 @@ import warnings
 
 from . import backend, naive, numpy_kernels
 from ._budget import get_im2col_budget, set_im2col_budget
+from ._threading import settle_wait_policy
 from ._shapes import output_size, pad_amounts
 
 try:
@@ -44,9 +45,10 @@ def _impl(x):
         return numpy_kernels          # Numba and the naive loops only understand NumPy arrays
     if choice == "numba" and not HAVE_NUMBA:
         raise ValueError("MINICNN_KERNELS=numba but numba could not be imported")
-    if choice:
-        return IMPLS[choice]
-    return numba_kernels if HAVE_NUMBA else numpy_kernels
+    impl = IMPLS[choice] if choice else (numba_kernels if HAVE_NUMBA else numpy_kernels)
+    if impl is numba_kernels:
+        settle_wait_policy()
+    return impl
 
 
 # Thin forwarders with the same signatures as the twins. Caches belong to the

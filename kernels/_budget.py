@@ -2,11 +2,14 @@
 
 The column matrix of a conv layer holds every input pixel ``kh*kw`` times over, so a
 big batch can need gigabytes (a learner's laptop swaps, a GPU runs out). The NumPy and
-Numba convolutions therefore walk the batch in chunks whose col buffer fits the budget.
+Numba convolutions therefore walk the batch in chunks whose col buffers fit the budget:
+forward and backward together, a layer's col-sized buffers (the col matrix and its
+gradient) never add up to more than the budget.
 
 The budget is, in order: ``set_im2col_budget(bytes)`` if called, else the environment
 variable ``MINICNN_IM2COL_BUDGET_MB`` (read on every call), else 256 MiB.
 """
+import math
 import os
 
 DEFAULT_BUDGET = 256 * 2**20
@@ -26,13 +29,17 @@ def get_im2col_budget():
     """The current budget in bytes."""
     if _budget is not None:
         return _budget
-    env = os.environ.get("MINICNN_IM2COL_BUDGET_MB")
-    if env:
-        try:
-            return int(float(env) * 2**20)
-        except ValueError:
-            raise ValueError(f"MINICNN_IM2COL_BUDGET_MB must be a number, got {env!r}") from None
-    return DEFAULT_BUDGET
+    env = os.environ.get("MINICNN_IM2COL_BUDGET_MB", "").strip()
+    if not env:
+        return DEFAULT_BUDGET
+    try:
+        megabytes = float(env)
+    except ValueError:
+        megabytes = math.nan
+    if not (math.isfinite(megabytes) and megabytes * 2**20 >= 1):
+        raise ValueError(f"MINICNN_IM2COL_BUDGET_MB must be a positive, finite number of MiB "
+                         f"(for example 256), got {env!r}")
+    return int(megabytes * 2**20)
 
 
 def images_per_chunk(N, rows_per_image, cols, itemsize, buffers=1):
@@ -45,7 +52,7 @@ def images_per_chunk(N, rows_per_image, cols, itemsize, buffers=1):
 
 
 def note_col(nbytes):
-    """Record a col-sized allocation so a test can check the budget was respected."""
+    """Record the bytes of col-sized buffers alive together, so a test can check the budget."""
     global peak_col_bytes
     peak_col_bytes = max(peak_col_bytes, int(nbytes))
 

@@ -75,9 +75,10 @@ def col2im(col, x_shape, kh, kw, strides, padding):
 def gemm_conv_forward(x, kernel, bias, strides, padding, im2col_fn):
     """Convolution as ``im2col_fn`` + one matrix product per batch chunk.
 
-    The batch is cut into chunks so each col matrix fits ``get_im2col_budget()``;
-    when one chunk holds the whole batch its col is kept for the backward pass.
-    Shared with ``numba_kernels``, which passes its compiled im2col.
+    The batch is cut into chunks so that a chunk's col matrix and, in the backward pass,
+    its gradient fit ``get_im2col_budget()`` together; when one chunk holds the whole
+    batch its col is kept for the backward pass. Shared with ``numba_kernels``, which
+    passes its compiled im2col.
     """
     xp = get_array_module(x)
     kh, kw, C_in, C_out = kernel.shape
@@ -85,7 +86,7 @@ def gemm_conv_forward(x, kernel, bias, strides, padding, im2col_fn):
     N = x.shape[0]
     OH, OW, *_ = conv_geometry(x.shape, kh, kw, strides, padding)
     w2 = kernel.reshape(-1, C_out)
-    step = images_per_chunk(N, OH * OW, kh * kw * C_in, x.dtype.itemsize)
+    step = images_per_chunk(N, OH * OW, kh * kw * C_in, x.dtype.itemsize, buffers=2)
     y = xp.empty((N, OH, OW, C_out), dtype=x.dtype)
     for lo in range(0, N, step):
         col = im2col_fn(x[lo:lo + step], kh, kw, strides, padding)
@@ -100,7 +101,9 @@ def gemm_conv_forward(x, kernel, bias, strides, padding, im2col_fn):
 def gemm_conv_backward(dy, cache, im2col_fn, col2im_fn, need_dx=True):
     """``dkernel = col.T @ dy`` and ``dx = col2im(dy @ kernel.T)``, chunk by chunk.
 
-    With ``need_dx=False`` the col2im half is skipped and dx is None.
+    With ``need_dx=False`` the col2im half is skipped and dx is None. A chunk's col and
+    its gradient ``dcol`` are the only col-sized buffers alive at once, and the forward
+    pass sized the chunks so that both fit the budget.
     """
     x, kernel, has_bias, strides, padding, col = cache
     xp = get_array_module(dy)
@@ -109,19 +112,20 @@ def gemm_conv_backward(dy, cache, im2col_fn, col2im_fn, need_dx=True):
     w2 = kernel.reshape(-1, C_out)
     dy = dy.astype(x.dtype, copy=False)
     step = N if col is not None else images_per_chunk(
-        N, dy.shape[1] * dy.shape[2], w2.shape[0], x.dtype.itemsize)
+        N, dy.shape[1] * dy.shape[2], w2.shape[0], x.dtype.itemsize, buffers=2)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
     dw = xp.zeros(w2.shape, dtype=x.dtype)
     for lo in range(0, N, step):
         xs = x[lo:lo + step]
         c = col if col is not None else im2col_fn(xs, kh, kw, strides, padding)
-        note_col(c.nbytes)
         g = dy[lo:lo + step].reshape(-1, C_out)
         dw += c.T @ g
         if need_dx:
             dcol = g @ w2.T
-            note_col(dcol.nbytes)
+            note_col(c.nbytes + dcol.nbytes)
             dx[lo:lo + step] = col2im_fn(dcol, xs.shape, kh, kw, strides, padding)
+        else:
+            note_col(c.nbytes)
     # A matrix-vector product sums the rows faster than a reduction over three axes.
     dbias = xp.ones(dy[..., 0].size, dtype=dy.dtype) @ dy.reshape(-1, C_out) if has_bias else None
     return dx, dw.reshape(kernel.shape), dbias

@@ -1,21 +1,24 @@
 """How many threads minicnn computes with, decided in one place.
 
 Two thread pools live in one minicnn process: Numba's (the conv and pooling loops) and
-the BLAS library's (the matrix products). They take turns, never run at once, but an
-idle OpenBLAS thread keeps spinning for a while after each product and steals the core
-a Numba thread needs next; and a parallel loop waits for its slowest thread, so one
-descheduled thread costs milliseconds. Measured on a shared 2-core machine, a LeNet
-training step took 20 ms with one thread in each pool and 50-150 ms with two.
+the BLAS library's (the matrix products). They take turns and never run at once.
 
-So while minicnn trains, evaluates or predicts, BLAS gets one thread (our matrix products
-are small: the batch is the big dimension) and Numba gets ``MINICNN_NUM_THREADS`` threads,
-default 1 (or what ``set_num_threads(n)`` chose). On a quiet machine with many cores, try ``MINICNN_NUM_THREADS=4`` and compare
-epoch times. Both settings are restored when the call returns.
+By default both use every core this process may run on (``os.sched_getaffinity``), as
+Keras and PyTorch do. ``MINICNN_NUM_THREADS=n`` or ``set_num_threads(n)`` chooses another
+count for both pools. While minicnn trains, evaluates or predicts (``compute_threads``),
+the pools are set to that count and restored afterwards. Layers and kernels called
+directly run with the pools as they are, which by default is the same count.
+
+Two threads only pay when idle threads do not spin: ``kernels._threading`` makes
+Numba's OpenMP threads wait passively (measured there). OpenBLAS decides by itself to
+keep small matrix products on one thread.
 """
 import contextlib
 import os
 
 from threadpoolctl import threadpool_limits
+
+from kernels._threading import settle_wait_policy
 
 try:
     import numba
@@ -27,29 +30,53 @@ _chosen = None   # set by set_num_threads; otherwise the environment decides
 
 
 def set_num_threads(n):
-    """Use ``n`` Numba threads in minicnn's calls from now on (None: back to the environment)."""
+    """Use ``n`` threads in minicnn's calls from now on (None: back to the default)."""
     global _chosen
-    _chosen = None if n is None else int(n)
+    _chosen = None if n is None else _positive_count(n, "set_num_threads")
+
+
+def _positive_count(value, where):
+    """``value`` as an int >= 1 (an int, a NumPy integer or a string of digits), or an error."""
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{where} must be a whole number of threads >= 1, got {value!r}; "
+                         f"this process may use {available_cores()} core(s)")
+    return int(text)
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def num_threads():
-    """Threads for the Numba kernels: set_num_threads(n), else ``MINICNN_NUM_THREADS``, else 1;
-    at most the size of Numba's pool."""
-    wanted = _chosen if _chosen is not None else int(os.environ.get("MINICNN_NUM_THREADS", "1"))
+    """Threads for both pools: set_num_threads(n), else ``MINICNN_NUM_THREADS``, else
+    every available core; at most the size of Numba's pool."""
+    if _chosen is not None:
+        wanted = _chosen
+    elif os.environ.get("MINICNN_NUM_THREADS", "").strip():
+        wanted = _positive_count(os.environ["MINICNN_NUM_THREADS"].strip(), "MINICNN_NUM_THREADS")
+    else:
+        wanted = available_cores()
     if numba is None:
-        return 1
+        return wanted
     return max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
 
 
 @contextlib.contextmanager
 def compute_threads():
-    """Inside this block: BLAS single-threaded, Numba on ``num_threads()`` threads."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    """Inside this block: BLAS and Numba both on ``num_threads()`` threads."""
+    count = num_threads()
+    settle_wait_policy()
+    with threadpool_limits(limits=count, user_api="blas"):
         if numba is None:
             yield
             return
         before = numba.get_num_threads()
-        numba.set_num_threads(num_threads())
+        numba.set_num_threads(count)
         try:
             yield
         finally:

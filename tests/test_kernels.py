@@ -335,3 +335,62 @@ def test_numba_cache_off_for_read_only_install(tmp_path, monkeypatch):
     monkeypatch.setattr(_numba_loops.os, "access", lambda path, mode: False)  # as on a read-only disk
     assert _numba_loops.cache_enabled(str(tmp_path), {}) is False
     assert _numba_loops.cache_enabled(str(tmp_path), {"NUMBA_CACHE_DIR": "/elsewhere"}) is True
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("x_shape, k, strides, padding", [
+    ((3, 9, 8, 32), (3, 3), (1, 1), "valid"),      # long window rows: slice copies
+    ((2, 10, 7, 6), (5, 5), (2, 1), "same"),       # short rows, several channels: by offset
+    ((2, 7, 9, 3), (3, 3), (1, 2), "same"),
+    ((2, 8, 8, 1), (5, 5), (1, 1), "same"),        # one channel
+])
+def test_every_numba_copy_strategy_matches_naive(x_shape, k, strides, padding, rng):
+    """Both compiled im2col/col2im loop pairs give the naive result, whatever the shape
+    would pick by itself."""
+    from kernels import _numba_loops as loops, numba_kernels
+    x = rng.standard_normal(x_shape)
+    col_ref = naive.im2col(x, *k, strides, padding)
+    dx_ref = naive.col2im(col_ref, x_shape, *k, strides, padding)
+    sh, sw, OH, OW, pt, pl = numba_kernels._geometry(x_shape, *k, strides, padding)
+    for to_col, to_image in [(loops.im2col_loop, loops.col2im_loop),
+                             (loops.im2col_by_offset_loop, loops.col2im_by_offset_loop)]:
+        col = np.full_like(col_ref, np.nan)
+        to_col(x, *k, sh, sw, pt, pl, OH, OW, col)
+        np.testing.assert_array_equal(col, col_ref)
+        dx = np.zeros(x_shape)
+        to_image(col, *k, sh, sw, pt, pl, OH, OW, dx)
+        _close(dx, dx_ref, f"{to_image.__name__}")
+
+
+@pytest.mark.parametrize("impl", sorted(FAST))
+def test_conv_peak_memory_stays_within_budget(impl, rng):
+    """Forward and backward together allocate at most the im2col budget beyond the layer's
+    own arrays (output, input gradient and per-chunk pieces of them), as tracemalloc sees it."""
+    import tracemalloc
+    mod = kernels.IMPLS[impl]
+    x = rng.standard_normal((64, 16, 16, 4)).astype(np.float32)
+    kern = rng.standard_normal((5, 5, 4, 8)).astype(np.float32)
+    dy = rng.standard_normal((64, 16, 16, 8)).astype(np.float32)
+    whole_col = 64 * 16 * 16 * 5 * 5 * 4 * 4                 # 6.5 MB: far above the budget
+    budget = 2**20
+    own_arrays = dy.nbytes + 3 * x.nbytes + 64 * 1024         # y, dx, padded/chunk copies of x
+    mod.conv2d_backward(dy, mod.conv2d_forward(x, kern, None, (1, 1), "same")[1])  # compile first
+    try:
+        kernels.set_im2col_budget(budget)
+        tracemalloc.start()
+        y, cache = mod.conv2d_forward(x, kern, None, (1, 1), "same")
+        grads = mod.conv2d_backward(dy, cache)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        kernels.set_im2col_budget(None)
+    assert whole_col > 4 * budget
+    assert peak <= budget + own_arrays, f"peak {peak / 2**20:.2f} MiB"
+    assert grads[0].shape == x.shape
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-3", "0", "abc"])
+def test_budget_from_environment_must_be_positive_and_finite(monkeypatch, value):
+    monkeypatch.setenv("MINICNN_IM2COL_BUDGET_MB", value)
+    with pytest.raises(ValueError, match="MINICNN_IM2COL_BUDGET_MB must be a positive, finite"):
+        kernels.get_im2col_budget()
