@@ -62,6 +62,9 @@ MODELS = {
     "fashion_cnn": {"dataset": "fashion_mnist", "input": (28, 28, 1), "batch_size": 128,
                     "samples": 54000, "quick": 12800, "loss": "categorical_crossentropy",
                     "about": "Keras convnet, Fashion-MNIST (first 54k: validation_split .1)"},
+    "model2": {"dataset": "fashion_mnist", "input": (28, 28, 1), "batch_size": 128,
+               "samples": 60000, "quick": 12800, "loss": "categorical_crossentropy",
+               "about": "Fashion 'model 2': three 3x3 convs, leaky relu, dropout"},
     "mlp": {"dataset": "fashion_mnist", "input": (28, 28), "batch_size": 64, "samples": 60000,
             "quick": 60000, "loss": "sparse_categorical_crossentropy",
             "about": "Flatten, Dense 128 sigmoid, Dense 10, Fashion-MNIST"},
@@ -69,7 +72,7 @@ MODELS = {
                 "quick": 20 * 64, "test_samples": 640, "loss": "categorical_crossentropy",
                 "about": "AlexNet-like CIFAR-10 net, 20 steps per 'epoch' on random data"},
 }
-DEFAULT_MODELS = "lenet,fashion_cnn,mlp,alexnet"
+DEFAULT_MODELS = "lenet,fashion_cnn,model2,mlp,alexnet"
 MEMORY_METHOD = ("peak_rss_mb: VmHWM from /proc/self/status of the child process that trained "
                  "this (framework, model) pair (spawned, so a fresh interpreter; ru_maxrss is not "
                  "used because Linux carries the forked parent's RSS into it). It includes the "
@@ -80,46 +83,13 @@ MEMORY_METHOD = ("peak_rss_mb: VmHWM from /proc/self/status of the child process
 
 # -- the models, in minicnn --------------------------------------------------------
 def build_minicnn(name, seed=0, dtype="float32"):
-    """The minicnn model ``name`` (a key of MODELS), built, not compiled."""
-    from minicnn import Sequential
-    from minicnn.layers import (AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
-                                Flatten, MaxPooling2D)
-    shape = MODELS[name]["input"]
-    if name == "lenet":
-        layers = [Conv2D(6, (5, 5), activation="tanh", input_shape=shape),
-                  AveragePooling2D((2, 2)),
-                  Conv2D(16, (5, 5), activation="tanh"),
-                  AveragePooling2D((2, 2)),
-                  Conv2D(120, (5, 5), activation="tanh", padding="same"),
-                  Flatten(),
-                  Dense(84, activation="tanh"),
-                  Dense(10, activation="softmax")]
-    elif name == "fashion_cnn":
-        layers = [Conv2D(32, (3, 3), activation="relu", input_shape=shape),
-                  MaxPooling2D((2, 2)),
-                  Conv2D(64, (3, 3), activation="relu"),
-                  MaxPooling2D((2, 2)),
-                  Flatten(),
-                  Dropout(0.5),
-                  Dense(10, activation="softmax")]
-    elif name == "mlp":
-        layers = [Flatten(input_shape=shape),
-                  Dense(128, activation="sigmoid"),
-                  Dense(10, activation="softmax")]
-    elif name == "alexnet":
-        def conv(filters, size, **kw):
-            return [Conv2D(filters, size, padding="same", activation="relu", **kw), BatchNormalization()]
-        pool = lambda: MaxPooling2D((3, 3), strides=(2, 2), padding="same")   # noqa: E731
-        layers = [*conv(96, (11, 11), strides=(4, 4), input_shape=shape), pool(),
-                  *conv(256, (5, 5)), pool(),
-                  *conv(384, (3, 3)), *conv(384, (3, 3)), *conv(256, (3, 3)), pool(),
-                  Flatten(),
-                  Dense(4096, activation="relu"), Dropout(0.5),
-                  Dense(4096, activation="relu"), Dropout(0.5),
-                  Dense(10, activation="softmax")]
-    else:
+    """The minicnn model ``name`` (a key of MODELS), from the shared zoo, not compiled."""
+    from minicnn import zoo
+    builders = {"lenet": zoo.lenet5, "fashion_cnn": zoo.keras_convnet, "mlp": zoo.mlp,
+                "model2": zoo.fashion_model2, "alexnet": zoo.alexnet_like}
+    if name not in builders:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return Sequential(layers, name=name, seed=seed, dtype=dtype)
+    return builders[name](seed=seed, dtype=dtype)
 
 
 def compile_minicnn(model, loss):
