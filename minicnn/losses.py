@@ -130,9 +130,47 @@ _BY_NAME = {cls.name: cls for cls in
 _BY_NAME["mse"] = MeanSquaredError
 
 
+def per_sample(loss, y_true, y_pred):
+    """Each sample's own loss, shape (N,): the value of ``loss`` on its one-row batch.
+
+    Used by Keras's loss functions below and by sample-weighted training. It loops over
+    the samples, so it costs about one small NumPy call per sample.
+    """
+    xp = get_array_module(y_pred)
+    return xp.asarray([loss.value(y_true[i:i + 1], y_pred[i:i + 1]) for i in range(len(y_pred))])
+
+
+# Keras's loss *functions*, ``losses.categorical_crossentropy(y_true, y_pred)``: per-sample
+# values, shape (N,); ``compile(loss=losses.categorical_crossentropy)`` uses the class.
+def categorical_crossentropy(y_true, y_pred):
+    return per_sample(CategoricalCrossentropy(), y_true, y_pred)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred):
+    return per_sample(SparseCategoricalCrossentropy(), y_true, y_pred)
+
+
+def binary_crossentropy(y_true, y_pred):
+    return per_sample(BinaryCrossentropy(), y_true, y_pred)
+
+
+def mean_squared_error(y_true, y_pred):
+    return per_sample(MeanSquaredError(), y_true, y_pred)
+
+
+mse = mean_squared_error
+_BY_FUNCTION = {categorical_crossentropy: CategoricalCrossentropy,
+                sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
+                binary_crossentropy: BinaryCrossentropy, mean_squared_error: MeanSquaredError}
+
+
 def get(identifier):
     if isinstance(identifier, Loss):
         return identifier
+    if callable(identifier) and identifier in _BY_FUNCTION:
+        return _BY_FUNCTION[identifier]()
     if identifier in _BY_NAME:
         return _BY_NAME[identifier]()
-    raise ValueError(f"unknown loss {identifier!r}; choose one of {sorted(_BY_NAME)}")
+    raise ValueError(f"unknown loss {identifier!r}; choose one of {sorted(_BY_NAME)}, a Loss "
+                     "object or one of minicnn.losses' functions (a loss of your own needs its "
+                     "gradient: subclass minicnn.losses.Loss)")

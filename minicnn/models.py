@@ -10,9 +10,15 @@ from . import losses, metrics as metrics_module, optimizers, saving
 from .activations import Softmax
 from .layers import Input, Layer
 from .progbar import Progbar
+from .stats import preserved_training_state
 from .summary import summary_table
 from .threads import compute_threads
 from .training import TrainingLoop
+
+
+def load_model(path):
+    """``keras.models.load_model``: a model saved with ``model.save(path)``."""
+    return saving.load_model(path)
 
 
 def snake_case(name):
@@ -169,28 +175,101 @@ class Sequential(TrainingLoop):
                 grads.append(layer.grads[key])
         return params, grads
 
-    def _train_step(self, x, y):
-        """Forward, loss, backward and one optimiser step. Returns (loss, y_pred)."""
-        y_pred = self.forward(x, training=True)
-        loss_value = self.loss.value(y, y_pred) + self.regularization_penalty()
+    @property
+    def trainable_weights(self):
+        """The trainable arrays (kernel, bias, gamma, beta…), in the order ``gradients`` uses."""
+        return self._trainable()[0]
+
+    def _sample_weights(self, y, sample_weight=None, class_weight=None):
+        """One loss weight per sample from ``sample_weight`` or ``class_weight``, or None.
+
+        class_weight maps a class index to a weight; the class of a one-hot label is its
+        argmax. As in Keras 3, the two cannot be given together.
+        """
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError("give sample_weight or class_weight, not both")
+            labels = backend.to_numpy(y)
+            labels = labels.argmax(axis=-1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(-1)
+            missing = sorted(set(labels.astype(int).tolist()) - set(class_weight))
+            if missing:
+                raise ValueError(f"class_weight has no weight for classes {missing}; give every "
+                                 f"class that occurs in y a weight")
+            return np.array([class_weight[c] for c in labels.astype(int)], dtype=self.dtype)
+        if sample_weight is None:
+            return None
+        weights = np.asarray(sample_weight, dtype=self.dtype)
+        if weights.shape != (len(y),):
+            raise ValueError(f"sample_weight needs one weight per sample, shape ({len(y)},), "
+                             f"but has shape {weights.shape}")
+        return weights
+
+    def _loss_and_gradient(self, y, y_pred, sample_weight=None):
+        """(loss, dLoss/d(model output)): the batch mean, or with per-sample weights
+        sum(w_i · loss_i) / N as Keras computes it, whose gradient is row i scaled by w_i."""
         fused = getattr(self.layers[-1], "fused_with_loss", False)
         dy = self.loss.logits_gradient(y, y_pred) if fused else self.loss.gradient(y, y_pred)
+        if sample_weight is None:
+            return self.loss.value(y, y_pred) + self.regularization_penalty(), dy
+        weights = backend.to_device(sample_weight, self.device)
+        loss_value = float((losses.per_sample(self.loss, y, y_pred) * weights).mean())
+        dy *= weights.reshape((-1,) + (1,) * (dy.ndim - 1))
+        return loss_value + self.regularization_penalty(), dy
+
+    def _train_step(self, x, y, sample_weight=None):
+        """Forward, loss, backward and one optimiser step. Returns (loss, y_pred)."""
+        y_pred = self.forward(x, training=True)
+        loss_value, dy = self._loss_and_gradient(y, y_pred, sample_weight)
         self.backward(dy, need_input_grad=False)   # nothing below the first layer needs dx
         self.optimizer.apply(*self._trainable())
         return loss_value, y_pred
 
+    @compute_threads()
+    def gradients(self, x, y, sample_weight=None):
+        """dLoss/dw for one batch, without changing the model: a list of NumPy arrays in
+        the order of ``model.trainable_weights``.
+
+        The pass runs as a training step does (dropout on, BatchNormalization on batch
+        statistics) but updates no weight, no moving statistic and no optimiser state,
+        and leaves the random generator where it was. Needs ``compile`` (for the loss).
+
+            for w, g in zip(model.trainable_weights, model.gradients(x[:32], y[:32])): ...
+        """
+        self._require_compiled("gradients")
+        x, y = self._prepare(x, y, "gradients")
+        weights = self._sample_weights(y, sample_weight)
+        x, y = self._as_batch(x, y)
+        with preserved_training_state(self):
+            _, dy = self._loss_and_gradient(y, self.forward(x, training=True), weights)
+            self.backward(dy, need_input_grad=False)
+            return [backend.to_numpy(g).copy() for g in self._trainable()[1]]
+
     def _batch_logs(self, y, y_pred):
         return {name: fn(y, y_pred) for name, fn in self.metrics}
 
+    def _results(self, values, return_dict):
+        """Keras's return value: a dict, a list [loss, metrics…], or the loss alone."""
+        if return_dict:
+            return dict(zip(["loss", *(name for name, _ in self.metrics)], values))
+        return values if self.metrics else values[0]
+
     @compute_threads()
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One step on one batch; returns [loss, metrics…] measured before the update."""
         self._require_compiled("train_on_batch")
         x, y = self._prepare(x, y, "train_on_batch")
+        weights = self._sample_weights(y, sample_weight, class_weight)
         x, y = self._as_batch(x, y)
-        loss_value, y_pred = self._train_step(x, y)
-        values = [loss_value, *self._batch_logs(y, y_pred).values()]
-        return values if self.metrics else loss_value
+        loss_value, y_pred = self._train_step(x, y, weights)
+        return self._results([loss_value, *self._batch_logs(y, y_pred).values()], return_dict)
+
+    def __call__(self, x, training=False):
+        """``model(x)``: the forward pass on one batch, as a Keras model call.
+
+        Shapes: x: (N, *input_shape) -> (N, *output_shape), on the model's device.
+        """
+        x, _ = self._prepare(x, what="__call__")
+        return self.forward(self._as_batch(x)[0], training=training)
 
     # -- inference ------------------------------------------------------------
     @compute_threads()
@@ -202,9 +281,10 @@ class Sequential(TrainingLoop):
         return np.concatenate(outputs)
 
     @compute_threads()
-    def evaluate(self, x, y, batch_size=32, verbose=1):
+    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False):
         """Mean loss (and metrics) over (x, y) in inference mode: ``[loss, accuracy]``,
-        or the loss alone when the model was compiled without metrics."""
+        the loss alone when the model was compiled without metrics, or with
+        ``return_dict=True`` a dict {"loss": …, "accuracy": …}."""
         self._require_compiled("evaluate")
         x, y = self._prepare(x, y, "evaluate")
         totals = np.zeros(1 + len(self.metrics))
@@ -216,10 +296,10 @@ class Sequential(TrainingLoop):
             totals += np.array(values) * len(xb)
         results = totals / len(x)
         results[0] += self.regularization_penalty()
+        results = [float(v) for v in results]
         if verbose:
-            names = ["loss", *(name for name, _ in self.metrics)]
-            bar.finish(dict(zip(names, results)))
-        return [float(v) for v in results] if self.metrics else float(results[0])
+            bar.finish(self._results(results, return_dict=True))
+        return self._results(results, return_dict)
 
     # -- weights, summary, saving, devices -----------------------------------
     def get_weights(self):
@@ -237,7 +317,7 @@ class Sequential(TrainingLoop):
             weights = weights[count:]
 
     def count_params(self):
-        return sum(layer.count_params() + layer.count_state() for layer in self.layers)
+        return sum(layer.count_params() for layer in self.layers)
 
     def summary(self, print_fn=print):
         """Print Keras's table: layer (type), output shape, parameter count, and totals."""
@@ -269,11 +349,17 @@ class Sequential(TrainingLoop):
         self.device = device
         return self
 
-    def trace(self, x, print_fn=print):
-        """Send one batch through forward and backward and print, per layer, the shapes,
-        im2col size, FLOPs, time and memory; returns the rows (see ``minicnn.trace``)."""
+    def trace(self, x, y=None, print_fn=None):
+        """Send one batch through forward and backward and report, per layer, the shapes,
+        im2col size, FLOPs, time and memory (see ``minicnn.trace``).
+
+        Returns a ``Trace``: a notebook shows it as a table (so does ``print``), and
+        ``trace.rows`` (or ``trace[i]``) holds each layer's figures as a dict. With labels
+        ``y`` (compiled model), backward starts from the loss's gradient; without, from a
+        random one, which times the same. ``print_fn=print`` also prints the table.
+        """
         from .trace import trace_model
-        return trace_model(self, x, print_fn)
+        return trace_model(self, x, y, print_fn)
 
     def __repr__(self):
         return f"Sequential(name={self.name!r}, layers={self.layers!r})"

@@ -11,19 +11,24 @@ the model keeps fixed.
 import numpy as np
 
 from kernels.backend import get_array_module
+from . import schedules
 
 
 class Optimizer:
     """Base class. Subclasses implement ``update(i, w, g)`` for parameter number i."""
 
     def __init__(self, learning_rate):
-        self.learning_rate = float(learning_rate)
+        # A schedule (optimizers.schedules) sets learning_rate afresh before every step.
+        self.schedule = schedules.get(learning_rate)
+        self.learning_rate = float(learning_rate if self.schedule is None else self.schedule(0))
         self.iterations = 0          # steps taken so far, as Keras counts them
         self.slots = {}              # (slot name, parameter index) -> array
         self._scratch = {}           # parameter index -> work buffer (not state: never saved)
 
     def apply(self, params, grads):
         """One optimisation step over every parameter."""
+        if self.schedule is not None:
+            self.learning_rate = float(self.schedule(self.iterations))
         self.iterations += 1
         self.before_step()
         for i, (w, g) in enumerate(zip(params, grads)):
@@ -46,8 +51,11 @@ class Optimizer:
         return self._scratch[i]
 
     def get_config(self):
-        return {k: v for k, v in vars(self).items()
-                if k not in ("iterations", "slots", "_scratch")}
+        config = {k: v for k, v in vars(self).items()
+                  if k not in ("iterations", "slots", "_scratch", "schedule")}
+        if self.schedule is not None:
+            config["learning_rate"] = schedules.serialize(self.schedule)
+        return config
 
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())

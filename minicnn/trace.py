@@ -13,43 +13,48 @@ For every layer it reports what a learner would work out by hand:
   counting arrays it shares with its input, its output or its parameters.
 
 The batch goes through once to warm up (Numba compiles its kernels on first use),
-then a few timed times; each layer reports its fastest. The model is left exactly as it was: BatchNorm statistics,
-gradients and the random generator are restored afterwards.
+then a few timed times; each layer reports its fastest. The model is left exactly as
+it was: BatchNorm statistics, gradients and the random generator are restored afterwards.
+
+``trace_model`` returns a ``Trace``: its repr is the table, its ``rows`` the data.
 """
 import time
 
 import numpy as np
 
 from kernels import backend
+from kernels._shapes import conv_geometry
 from .layers import Conv2D, Dense
-from .stats import preserved_training_state
+from .stats import loss_gradient, preserved_training_state
 from .summary import format_bytes
 
 
-def conv_geometry(layer):
-    """(OH, OW, kh, kw, C_in, C_out) of a built Conv2D."""
-    OH, OW, C_out = layer.output_shape
+def conv_sizes(layer, n):
+    """(N·OH·OW, kh·kw·C_in, C_out) of a built Conv2D on ``n`` samples: the im2col
+    matrix's rows and columns, and the number of filters."""
     kh, kw = layer.kernel_size
-    return OH, OW, kh, kw, layer.input_shape[2], C_out
+    H, W, C_in = layer.input_shape
+    OH, OW, *_ = conv_geometry((n, H, W, C_in), kh, kw, layer.strides, layer.padding)
+    return n * OH * OW, kh * kw * C_in, layer.filters
 
 
 def im2col_shape(layer, n):
     """Shape of the im2col matrix a Conv2D builds for a batch of ``n`` (None for other layers).
 
-    The NumPy kernels (and Numba for C_in > 1) build it; Numba's direct loops for
-    C_in = 1 never do, and a batch too big for the im2col budget builds it in chunks.
+    A batch too big for the im2col budget (``kernels.set_im2col_budget``) builds it in
+    chunks of samples, so less is alive at once than this shape says.
     """
     if not isinstance(layer, Conv2D):
         return None
-    OH, OW, kh, kw, C_in, _ = conv_geometry(layer)
-    return (n * OH * OW, kh * kw * C_in)
+    rows, columns, _ = conv_sizes(layer, n)
+    return (rows, columns)
 
 
 def forward_flops(layer, n):
     """Floating-point operations of the layer's forward matrix product for ``n`` samples."""
     if isinstance(layer, Conv2D):
-        OH, OW, kh, kw, C_in, C_out = conv_geometry(layer)
-        return 2 * n * OH * OW * kh * kw * C_in * C_out
+        rows, columns, filters = conv_sizes(layer, n)
+        return 2 * rows * columns * filters
     if isinstance(layer, Dense):
         return 2 * n * layer.input_shape[0] * layer.units
     return 0
@@ -82,7 +87,8 @@ def extra_bytes(layer, x, y):
     """
     seen = {id(_owner(a)) for a in (x, *layer.params.values())}
     total = 0
-    for a in (y, *_arrays(layer._cache)):
+    kept_input = getattr(layer, "_activation_input", None)  # a Python-function activation's z
+    for a in (y, *_arrays(layer._cache), *_arrays(kept_input)):
         owner = _owner(a)
         if id(owner) not in seen:
             seen.add(id(owner))
@@ -103,8 +109,12 @@ def _timed(function, argument):
     return result, (time.perf_counter() - start) * 1000.0
 
 
-def _passes(model, x, dy_rng):
-    """Forward then backward through every layer; per-layer rows with times and memory."""
+def _passes(model, x, y_true, dy_rng):
+    """Forward then backward through every layer; per-layer rows with times and memory.
+
+    Backward starts from the loss's gradient when labels ``y_true`` are given, else from
+    a random upstream gradient (the same arithmetic, so the same times).
+    """
     rows = []
     for layer in model.layers:
         y, ms = _timed(lambda a: layer.forward(a, training=True), x)
@@ -117,9 +127,11 @@ def _passes(model, x, dy_rng):
                      "flops": forward_flops(layer, n), "forward_ms": ms,
                      "memory_bytes": extra_bytes(layer, x, y)})
         x = y
-    # Any upstream gradient will do for timing; a fixed seed keeps runs comparable.
-    dy = dy_rng.standard_normal(x.shape).astype(x.dtype)
-    dy = backend.to_device(dy, "gpu") if backend.is_gpu(x) else dy
+    if y_true is not None:
+        dy = loss_gradient(model, y_true, x)
+    else:   # a fixed seed keeps runs comparable
+        dy = dy_rng.standard_normal(x.shape).astype(x.dtype)
+        dy = backend.to_device(dy, "gpu") if backend.is_gpu(x) else dy
     for layer, row in zip(reversed(model.layers), reversed(rows)):
         dy, row["backward_ms"] = _timed(layer.backward, dy)
     return rows
@@ -158,25 +170,54 @@ def format_table(rows):
     return "\n".join(text)
 
 
-def trace_model(model, x, print_fn=print, repeat=3):
-    """Trace one batch ``x`` through ``model``; print the table and return its rows.
+class Trace:
+    """What ``model.trace`` returns: ``repr`` (and ``str``) is the table, ``rows`` the data.
+
+    ``trace[i]`` and ``for row in trace`` reach the rows directly; each is a dict with
+    name, type, input_shape, output_shape, im2col_shape, im2col_mb, flops, forward_ms,
+    backward_ms and memory_bytes.
+    """
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __repr__(self):
+        return format_table(self.rows)
+
+
+def trace_model(model, x, y=None, print_fn=None, repeat=3):
+    """Trace one batch ``x`` (labels ``y`` optional) through ``model``; returns a ``Trace``.
 
     Each row is a dict: name, type, input_shape, output_shape, im2col_shape (None
     unless Conv2D), im2col_mb, flops, forward_ms, backward_ms, memory_bytes.
+    ``print_fn`` (e.g. ``print``), when given, also receives the table.
 
     Times are the fastest of ``repeat`` passes, after one warm-up pass.
 
-    Shapes: x: (N, *model.input_shape); a small N (1-32) is enough.
+    Shapes: x: (N, *model.input_shape); y: labels as ``fit`` takes them; a small N
+    (1-32) is enough.
     """
-    x, _ = model._prepare(x, what="trace")
-    x, _ = model._as_batch(x)
+    if y is not None:
+        model._require_compiled("trace with labels")   # the loss gives backward's start
+    x, y = model._prepare(x, y, what="trace")
+    x, y = model._as_batch(x, y)
     with preserved_training_state(model):
-        _passes(model, x, np.random.default_rng(0))            # warm-up: JIT compilation
-        runs = [_passes(model, x, np.random.default_rng(0)) for _ in range(max(repeat, 1))]
+        _passes(model, x, y, np.random.default_rng(0))            # warm-up: JIT compilation
+        runs = [_passes(model, x, y, np.random.default_rng(0)) for _ in range(max(repeat, 1))]
     rows = runs[0]
     for key in ("forward_ms", "backward_ms"):   # the fastest run: the least disturbed by
         for i, row in enumerate(rows):          # other programs, as timeit reports
             row[key] = min(run[i][key] for run in runs)
+    trace = Trace(rows)
     if print_fn is not None:
-        print_fn(format_table(rows))
-    return rows
+        print_fn(repr(trace))
+    return trace

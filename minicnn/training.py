@@ -17,17 +17,22 @@ class TrainingLoop:
 
     @compute_threads()
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, steps_per_epoch=None,
-            initial_epoch=0):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_freq=1):
         """Train for ``epochs`` passes over (x, y), or over a generator of (x, y) batches.
 
         validation_split takes the *last* fraction of the samples, before shuffling,
-        exactly as Keras does. Returns a ``History`` (also kept as ``model.history``).
+        exactly as Keras does. ``sample_weight`` (one weight per sample) or ``class_weight``
+        ({class: weight}) scale each sample's loss; ``validation_freq=n`` validates every
+        n-th epoch only. Returns a ``History`` (also kept as ``model.history``).
         """
         self._require_compiled("fit")
         batch_size = batch_size or 32
+        if int(validation_freq) < 1:
+            raise ValueError(f"validation_freq is a number of epochs, at least 1; got {validation_freq}")
         if isinstance(x, np.ndarray) or backend.is_gpu(x) or isinstance(x, (list, tuple)):
             x, y = self._prepare(x, y, "fit")
+            weights = self._sample_weights(y, sample_weight, class_weight)
             if validation_split:
                 if validation_data is not None:
                     raise ValueError("give validation_split or validation_data, not both")
@@ -36,11 +41,13 @@ class TrainingLoop:
                     raise ValueError(f"validation_split={validation_split} leaves no training or "
                                      f"no validation samples out of {len(x)}")
                 x, validation_data = x[:split], (x[split:], y[split:])
+                weights = None if weights is None else weights[:split]
             steps = math.ceil(len(x) / batch_size)
-            epoch_batches = lambda: self._array_batches(x, y, batch_size, shuffle)
+            epoch_batches = lambda: self._array_batches(x, y, weights, batch_size, shuffle)
         else:
-            if y is not None:
-                raise ValueError("when x is a generator of (x, y) batches, leave y=None")
+            if y is not None or sample_weight is not None or class_weight is not None:
+                raise ValueError("when x is a generator of (x, y) batches, leave y, sample_weight "
+                                 "and class_weight None")
             steps, epoch_batches = self._generator_batches(x, steps_per_epoch)
         if validation_data is not None:
             validation_data = self._prepare(*validation_data, what="fit (validation_data)")
@@ -58,7 +65,7 @@ class TrainingLoop:
             logs = self._run_epoch(epoch, epoch_batches(), bar, callback_list)
             if logs is None:        # the loss blew up; the message has been printed
                 break
-            if validation_data is not None:
+            if validation_data is not None and (epoch + 1) % validation_freq == 0:
                 logs.update(self._validation_logs(validation_data, batch_size))
             bar.finish(logs)
             callback_list.on_epoch_end(epoch, logs)
@@ -71,10 +78,10 @@ class TrainingLoop:
     def _run_epoch(self, epoch, batches, bar, callback_list):
         """Train on one epoch's batches; returns the running-mean logs, or None on a NaN/inf loss."""
         totals, seen, logs = {}, 0, {}
-        for step, (xb, yb) in enumerate(batches, start=1):
+        for step, (xb, yb, *weights) in enumerate(batches, start=1):
             callback_list.on_train_batch_begin(step - 1)
             xb, yb = self._as_batch(xb, yb)
-            loss_value, y_pred = self._train_step(xb, yb)
+            loss_value, y_pred = self._train_step(xb, yb, *weights)
             if not math.isfinite(loss_value):
                 print(f"\nEpoch {epoch + 1}, batch {step}: the loss became {loss_value}; training "
                       "stopped. Lower the learning rate, normalise the inputs (e.g. x / 255) or "
@@ -92,16 +99,16 @@ class TrainingLoop:
         return logs
 
     def _validation_logs(self, validation_data, batch_size):
-        results = self.evaluate(*validation_data, batch_size=batch_size, verbose=0)
-        names = ["loss", *(name for name, _ in self.metrics)]
-        return {f"val_{name}": float(value) for name, value in zip(names, np.atleast_1d(results))}
+        results = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+        return {f"val_{name}": value for name, value in results.items()}
 
-    def _array_batches(self, x, y, batch_size, shuffle):
-        """(x, y) batches of one epoch; only the indices are shuffled, never the data."""
+    def _array_batches(self, x, y, weights, batch_size, shuffle):
+        """(x, y) or (x, y, sample weights) batches of one epoch; only the indices are
+        shuffled, never the data."""
         order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
         for start in range(0, len(x), batch_size):
             index = order[start:start + batch_size]
-            yield x[index], y[index]
+            yield (x[index], y[index]) if weights is None else (x[index], y[index], weights[index])
 
     @staticmethod
     def _generator_batches(source, steps_per_epoch):

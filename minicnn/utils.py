@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+from .summary import plot_model  # noqa: F401 - keras.utils.plot_model, drawn as text
+
 
 def to_categorical(y, num_classes=None):
     """One-hot encode integer class labels, as ``keras.utils.to_categorical``.

@@ -37,7 +37,8 @@ def shared_data_dir():
 def data_dir():
     root = shared_data_dir()
     if root is None:
-        pytest.skip("MINICNN_DATA is not set to a folder with the real data sets")
+        pytest.skip("MINICNN_DATA is not set to a folder with the real data sets "
+                    "(mnist/, fashion-mnist/, cifar-10-batches-py/: see tests/README.md)")
     return root
 
 

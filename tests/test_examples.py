@@ -79,6 +79,6 @@ def test_fashion_mlp_study_quick(data_dir, tmp_path):
 ])
 def test_slow_example_quick(name, pngs, data_dir, tmp_path):
     if "cifar" in name and not (data_dir / "cifar-10-batches-py").is_dir():
-        pytest.skip(f"no cifar-10-batches-py/ in {data_dir} (build it with make_cifar10.py)")
+        pytest.skip(f"no cifar-10-batches-py/ in {data_dir}: see tests/README.md")
     metrics, out = run_quick(name, data_dir, tmp_path)
     check_metrics(metrics, name, out, pngs)

@@ -25,8 +25,8 @@ def lenet5(seed=0):
 def lenet_trace():
     printed = []
     model = lenet5()
-    rows = model.trace(np.random.default_rng(0).random((2, 28, 28, 1)), print_fn=printed.append)
-    return model, rows, printed
+    trace = model.trace(np.random.default_rng(0).random((2, 28, 28, 1)), print_fn=printed.append)
+    return model, trace, printed
 
 
 def test_lenet5_shapes(lenet_trace):
@@ -60,7 +60,10 @@ def test_lenet5_flops_and_im2col(lenet_trace):
 
 def test_trace_times_memory_and_table(lenet_trace):
     model, rows, printed = lenet_trace
-    assert all(r["forward_ms"] >= 0 and r["backward_ms"] >= 0 for r in rows)
+    # Every layer did some work, and a clock that measured it reads more than zero.
+    assert all(r["forward_ms"] > 0 and r["backward_ms"] > 0 for r in rows)
+    total_line = next(line for line in printed[0].splitlines() if line.startswith("Total"))
+    assert f"{sum(r['forward_ms'] for r in rows):.3f}" in total_line.split()
     # The first conv keeps its float32 output (2·24·24·6 values); Flatten is a view: free.
     assert rows[0]["memory_bytes"] >= 2 * 24 * 24 * 6 * 4
     assert rows[5]["memory_bytes"] == 0
@@ -85,3 +88,19 @@ def test_trace_leaves_the_model_untouched():
 def test_trace_rejects_a_wrong_shape():
     with pytest.raises(ValueError, match="expects inputs of shape"):
         lenet5().trace(np.zeros((2, 28, 28)), print_fn=None)
+
+
+def test_trace_is_a_table_whose_rows_are_data(lenet_trace):
+    _, trace, printed = lenet_trace
+    assert repr(trace) == str(trace) == printed[0]          # a notebook echoes the table
+    assert trace.rows[0] is trace[0] and len(trace) == 8 and list(trace) == trace.rows
+
+
+def test_trace_with_labels_starts_backward_from_the_loss():
+    model = lenet5()
+    x, y = np.random.default_rng(0).random((2, 28, 28, 1)), np.array([3, 7])
+    with pytest.raises(RuntimeError, match="compile"):
+        model.trace(x, y)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    trace = model.trace(x, y)
+    assert [r["output_shape"] for r in trace][-1] == (2, 10) and trace[0]["backward_ms"] > 0

@@ -10,6 +10,7 @@
 """
 import numpy as np
 
+from kernels.backend import is_gpu
 from .. import activations, initializers, regularizers
 
 
@@ -45,6 +46,16 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
+    def __call__(self, x, training=False):
+        """``layer(x)``, as in Keras: build for x's shape if needed, then forward.
+
+        Shapes: x: (N, *input_shape); returns (N, *output_shape).
+        """
+        x = x if is_gpu(x) else np.asarray(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        return self.forward(x.astype(self.dtype, copy=False), training=training)
+
     # -- helpers shared by all layers ---------------------------------------
     def add_param(self, name, shape, initializer):
         self.params[name] = initializers.get(initializer)(shape, self.dtype, self.rng)
@@ -55,7 +66,9 @@ class Layer:
         return 0.0
 
     def count_params(self):
-        return sum(int(p.size) for p in self.params.values())
+        """Every weight, trainable or not, as Keras counts them (BatchNormalization's
+        moving statistics included); ``count_state`` gives the non-trainable part."""
+        return sum(int(w.size) for w in (*self.params.values(), *self.state.values()))
 
     def count_state(self):
         return sum(int(s.size) for s in self.state.values())
@@ -109,10 +122,20 @@ class ActivationMixin:
 
     def set_activation(self, activation):
         self.activation = activations.get(activation)
+        self._activation_input = None
+
+    def activate(self, z, training):
+        """y = activation(z). While training, also keep z when the activation's derivative
+        needs it (a plain Python function); the built-in ones work from y alone."""
+        if training and self.activation.needs_input:
+            self._activation_input = z
+        return self.activation.forward(z)
 
     def activation_backward(self, dy, y):
         if self.fused_with_loss:
             return dy
+        if self.activation.needs_input:
+            return self.activation.backward(dy, y, self._activation_input)
         return self.activation.backward(dy, y)
 
 

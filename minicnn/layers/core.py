@@ -55,7 +55,7 @@ class Dense(ActivationMixin, WeightsMixin, Layer):
         z = x @ self.params["kernel"]
         if self.use_bias:
             z += self.params["bias"]
-        y = self.activation.forward(z)
+        y = self.activate(z, training)
         if training:
             self._cache = (x, y)
         return y
@@ -97,7 +97,7 @@ class Activation(ActivationMixin, Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        y = self.activation.forward(x)
+        y = self.activate(x, training)
         if training:
             self._cache = y
         return y
