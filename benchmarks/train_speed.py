@@ -51,6 +51,7 @@ for _path in (str(ROOT), str(HERE)):    # _machine/_torch_models, and minicnn fr
         sys.path.insert(0, _path)
 
 from _machine import machine_info  # noqa: E402
+from _speed_report import compare, markdown_table, write_plots  # noqa: E402
 
 #: What each model trains on, as the notebooks did. ``samples``: the notebook's training
 #: set per epoch; ``quick``: the default cap, so the default run fits in ~10 minutes on
@@ -227,10 +228,25 @@ def _numba_layer():
         return None
 
 
-def _minicnn_threads(minicnn):
-    """Numba threads minicnn's fit uses (the helper's name changed once: accept both)."""
-    threads = minicnn.threads
-    return threads.num_threads() if hasattr(threads, "num_threads") else threads.get_num_threads()
+def _threads_in_use(minicnn):
+    """The thread counts fit really runs with: Numba's and BLAS's inside compute_threads."""
+    from threadpoolctl import threadpool_info
+    with minicnn.threads.compute_threads():
+        import numba
+        blas = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return {"numba": numba.get_num_threads(), "blas": blas,
+                "numba_threading_layer": _numba_layer()}
+
+
+def sgemm_peak_gflops(size=2048, repeats=5):
+    """Best float32 GFLOP/s of a square matrix product, BLAS at the benchmark's threads."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
 
 
 def _apply_omp_wait_policy(job, library):
@@ -284,19 +300,21 @@ class MinicnnTrainer:
         self.accuracies.append(history.history["accuracy"][-1])
         return seconds
 
+    def _sgemm_peak(self):
+        with self.minicnn.threads.compute_threads():   # BLAS at the threads fit uses
+            return sgemm_peak_gflops()
+
     def finish(self):
         test_loss, test_accuracy = self.model.evaluate(self.data["x_test"], self.data["y_test"],
                                                        batch_size=256, verbose=0)
         result = {"train_loss": self.losses, "train_accuracy": self.accuracies,
                   "test_loss": test_loss, "test_accuracy": test_accuracy,
-                  "threads": {"numba": _minicnn_threads(self.minicnn), "blas_in_fit": 1,
-                              "numba_threading_layer": _numba_layer(),
-                              "OMP_WAIT_POLICY": self.omp_wait_policy}}
+                  "threads": _threads_in_use(self.minicnn),
+                  "sgemm_peak_gflops": self._sgemm_peak()}
+        result["threads"]["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "(OpenMP default)")
         if self.job.get("trace"):   # per-layer forward/backward ms of one batch, after timing
-            # model.trace does not enter compute_threads() itself (fit does): without it,
-            # spinning OpenBLAS threads fight the Numba loops and the times mean nothing.
-            with self.minicnn.threads.compute_threads():
-                rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]], print_fn=None)
+            with self.minicnn.threads.compute_threads():   # the pools as fit sets them
+                rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]])
             result["trace"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
                                for row in rows]
         return result
@@ -526,73 +544,6 @@ def time_startup(threads, repeats=5):
 
 
 # -- the report --------------------------------------------------------------------------
-def _ratio(a, b):
-    return None if a is None or b is None or not b else a / b
-
-
-def _fmt(value, spec=".2f", missing="–"):
-    return missing if value is None else format(value, spec)
-
-
-def markdown_table(report):
-    """Ratio table (minicnn / PyTorch) and the absolute figures behind it."""
-    s = report["settings"]
-    lines = [f"Training speed, minicnn vs PyTorch CPU: {s['epochs']} timed epochs, {s['threads']} "
-             f"thread(s), OMP_WAIT_POLICY {s.get('omp_wait_policy', 'default')}, float32, adam; best / median "
-             f"epoch (ratios < 1: minicnn faster).", "",
-             "| model | data | samples/epoch, batch | minicnn epoch s best / med | torch epoch s best / med "
-             "| epoch ratio best / med | ms/step minicnn / torch | test acc minicnn / torch "
-             "| peak RSS MB minicnn / torch | memory ratio | warm-up s minicnn / torch |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in report["models"].items():
-        m, t = r.get("minicnn", {}), r.get("torch") or {}
-        if "error" in m:
-            lines.append(f"| {name} | {r['data']} | | minicnn failed: {m['error']} | | | | | | | |")
-            continue
-        lines.append(
-            f"| {name} | {r['data']} | {r['samples_per_epoch']}, {r['batch_size']} "
-            f"| {_fmt(m.get('best_epoch_s'))} / {_fmt(m.get('median_epoch_s'))} "
-            f"| {_fmt(t.get('best_epoch_s'))} / {_fmt(t.get('median_epoch_s'))} "
-            f"| **{_fmt(r['ratios'].get('epoch_best'))}** / {_fmt(r['ratios'].get('epoch_median'))} "
-            f"| {_fmt(m.get('ms_per_step_best'), '.1f')} / {_fmt(t.get('ms_per_step_best'), '.1f')} "
-            f"| {_fmt(100 * m['test_accuracy'] if 'test_accuracy' in m else None, '.1f')} / "
-            f"{_fmt(100 * t['test_accuracy'] if 'test_accuracy' in t else None, '.1f')} "
-            f"| {_fmt(m.get('peak_rss_mb'), '.0f')} / {_fmt(t.get('peak_rss_mb'), '.0f')} "
-            f"| **{_fmt(r['ratios'].get('peak_memory'))}** (growth {_fmt(r['ratios'].get('training_growth'))}) "
-            f"| {_fmt(m.get('warmup_s'))} / {_fmt(t.get('warmup_s'))} |")
-        if "error" in t:
-            lines.append(f"| | torch failed: {t['error']} | | | | | | | | | |")
-    st = report.get("startup")
-    if st:
-        warm = st["first_step_warm_cache"]
-        lines += ["", f"Startup: `python -c \"import minicnn\"` {st['import_minicnn_s']['min']:.2f} s "
-                      f"(bare interpreter {st['python_bare_s']['min']:.2f} s); fresh process import + "
-                      f"first fit step with a warm Numba cache {warm['total_s']:.2f} s "
-                      f"(import {warm['import_s']:.2f} + first fit {warm['first_fit_s']:.2f}; target "
-                      f"< {st['target_s']:.0f} s); first run of this session "
-                      f"{st['first_step_first_run']['total_s']:.2f} s."]
-    lines += ["", "Peak RSS: whole child process (interpreter, libraries, float32 data set, training); "
-                  "growth: peak minus RSS before training. Accuracy: test set after the timed epochs "
-                  "(random data: chance level).",
-              f"Command: `{report['command']}`"]
-    return "\n".join(lines)
-
-
-def compare(result):
-    """Ratios minicnn / PyTorch and an accuracy check (reported, never asserted)."""
-    m, t = result.get("minicnn", {}), result.get("torch") or {}
-    ratios = {"epoch_best": _ratio(m.get("best_epoch_s"), t.get("best_epoch_s")),
-              "epoch_median": _ratio(m.get("median_epoch_s"), t.get("median_epoch_s")),
-              "peak_memory": _ratio(m.get("peak_rss_mb"), t.get("peak_rss_mb")),
-              "training_growth": _ratio(m.get("training_growth_mb"), t.get("training_growth_mb"))}
-    result["ratios"] = ratios
-    if "test_accuracy" in m and "test_accuracy" in t:
-        gap = 100 * (m["test_accuracy"] - t["test_accuracy"])
-        result["accuracy_gap_points"] = gap
-        result["accuracy_comparable"] = abs(gap) <= 3.0
-    return result
-
-
 # -- main ------------------------------------------------------------------------------
 def torch_available():
     try:
@@ -621,7 +572,8 @@ def parse_args(argv=None):
                              "both 4-50x slower with 2 threads; 'default' leaves OpenMP's own")
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
     parser.add_argument("--no-startup", action="store_true", help="skip the startup timings")
-    parser.add_argument("--trace", action="store_true", help="store model.trace per-layer times in the JSON")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="skip the per-layer profile (model.trace of one batch after timing)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "train_speed.json")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -660,7 +612,7 @@ def prepare_model(name, args, workdir):
            "epochs": args.epochs, "batch_size": cfg["batch_size"], "loss": cfg["loss"],
            "threads": args.threads, "warmup_steps": args.warmup_steps, "seed": args.seed,
            "torch_layout": args.torch_layout, "omp_wait_policy": args.omp_wait_policy,
-           "trace": args.trace}
+           "trace": not args.no_trace}
     info = {"about": cfg["about"], "data": source, "samples_per_epoch": n, "test_samples": len(x_test),
             "batch_size": cfg["batch_size"], "steps_per_epoch": -(-n // cfg["batch_size"]),
             "loss": cfg["loss"], "params": model.count_params()}
@@ -712,6 +664,8 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
     args.out.with_suffix(".md").write_text(table + "\n")
+    for path in write_plots(report, args.out.parent / (args.out.stem + "_plots")):
+        print(f"wrote {path}")
     print()
     print(table)
     print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}")
