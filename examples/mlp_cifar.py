@@ -78,7 +78,7 @@ for key in args.runs.split(","):
     model = mlp(first_units)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = (x_both, y_both) if augmented else (x_train, y_train)
-    results.fit(title, model, x, y, test=(x_test, y_test), validation_data=(x_test, y_test),
+    results.fit(title, model, x, y, test=(x_test, y_test), validation_data=(x_test, y_test), key=key,
                 notebook_accuracy=notebook if args.dataset == "cifar100" else None,
                 epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size)
 
