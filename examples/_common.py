@@ -249,7 +249,7 @@ class Results:
         (root / ".gitignore").write_text("# backups can be hundreds of MB: never commit them by accident\n*\n")
         return root / f"{re.sub(r'[^A-Za-z0-9]+', '_', key).strip('_')}-{digest}"
 
-    def record(self, name, key, history, recorder, asked, notebook_accuracy=None, test_results=None):
+    def record(self, name, key, history, recorder, asked, notebook_accuracy=None, note=None, test_results=None):
         """Write one run's entry: "partial" while it trains, "done" with ``model.evaluate(...)``."""
         test_loss, test_accuracy = test_results or (None, None)
         entry = {
@@ -262,15 +262,16 @@ class Results:
             "stopped_early": recorder.stopped_early, "stop_reason": recorder.stop_reason,
             "started": recorder.sessions[0]["started"], "ended": recorder.sessions[-1].get("ended"),
             "sessions": recorder.sessions, "threads_used": recorder.threads_used,
-            "seed": self.args.seed}
+            "seed": self.args.seed, "note": note}
         self.data["runs"][name] = entry
         self.save()
 
-    def fit(self, run, model, x, y, test, notebook_accuracy=None, callbacks=(), key=None, **fit_kwargs):
+    def fit(self, run, model, x, y, test, notebook_accuracy=None, callbacks=(), key=None, note=None, **fit_kwargs):
         """``model.fit`` with epochs/batch size from the flags, a backup and a RunRecorder,
         then evaluate on ``test`` and record under ``run`` (its epoch count made true).
 
-        ``key`` names the run for the backup and for reproduce.py (default: ``run``).
+        ``key`` names the run for the backup and for reproduce.py (default: ``run``);
+        ``note`` is stored with it (e.g. that a data set stands in for the notebook's).
         """
         key = key or run
         fit_kwargs.setdefault("epochs", self.args.epochs)
@@ -282,7 +283,7 @@ class Results:
         if self.args.fresh:
             shutil.rmtree(folder, ignore_errors=True)
         recorder = RunRecorder(folder, callbacks)
-        partial = PartialRecord(lambda history: self.record(name, key, history, recorder, asked, notebook_accuracy))
+        partial = PartialRecord(lambda history: self.record(name, key, history, recorder, asked, notebook_accuracy, note))
         print(f"\n== {name}")
         history = model.fit(x, y, callbacks=[BackupAndRestore(folder, delete_checkpoint=False), *callbacks,
                                              recorder, partial], **fit_kwargs)
@@ -290,7 +291,7 @@ class Results:
         final_name = named_for(run, len(history.epoch))
         if final_name != name:
             del self.data["runs"][name]
-        self.record(final_name, key, history, recorder, asked, notebook_accuracy, test_results)
+        self.record(final_name, key, history, recorder, asked, notebook_accuracy, note, test_results)
         reference = f" (notebook: {notebook_accuracy:.2%})" if notebook_accuracy else ""
         seconds = np.mean(recorder.seconds) if recorder.seconds else float("nan")
         print(f"== {final_name}: test accuracy {test_results[1]:.4f}{reference}, "
