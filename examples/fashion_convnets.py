@@ -101,13 +101,12 @@ for key in args.runs.split(","):
     model = keras_convnet(**options) if architecture == "keras" else model2(**options)
     model.compile(optimizer=optimizer(), loss="categorical_crossentropy", metrics=["accuracy"])
     validation = {"validation_split": 0.1} if architecture == "keras" else {"validation_data": (x_test, y_test)}
-    results.fit(title, model, x_train, y_train, test=(x_test, y_test), notebook_accuracy=notebook,
+    results.fit(title, model, x_train, y_train, test=(x_test, y_test), notebook_accuracy=notebook, key=key,
                 epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size, **validation)
 
 # %% 5. Comparison charts and the last model's mistakes
-histories = results.histories()
-plot.plot_history(histories, path=args.out / "comparison.png", title="Fashion-MNIST convnets")
-optimizer_runs = {RUNS[k][0]: histories[RUNS[k][0]] for k in OPTIMIZER_RUNS if RUNS[k][0] in histories}
+plot.plot_history(results.histories(), path=args.out / "comparison.png", title="Fashion-MNIST convnets")
+optimizer_runs = results.histories(OPTIMIZER_RUNS)
 if len(optimizer_runs) > 1:
     plot.plot_history(optimizer_runs, path=args.out / "optimizers.png", title="Optimisers, Keras's convnet")
 plot.plot_misclassified(x_test, y_test, model.predict(x_test), class_names=fashion_mnist.CLASS_NAMES,

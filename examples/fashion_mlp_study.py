@@ -35,8 +35,7 @@ epochs = lambda notebook_epochs: args.epochs or notebook_epochs
 
 def chart(runs, filename, title):
     """One comparison chart of the named runs."""
-    histories = results.histories()
-    plot.plot_history({run: histories[run] for run in runs}, path=args.out / filename, title=title)
+    plot.plot_history(results.histories(runs), path=args.out / filename, title=title)
 
 
 # %% 1. Data: pixels scaled to [0, 1], integer labels

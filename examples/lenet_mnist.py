@@ -16,7 +16,7 @@ from minicnn.datasets import mnist
 from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten
 from minicnn.utils import to_categorical
 
-from _common import EpochTimer, Results, parse_args, show, take   # examples/_common.py
+from _common import Results, parse_args, show, take   # examples/_common.py
 
 args = parse_args("lenet_mnist", __doc__, epochs=10, batch_size=64)
 # A --quick run (a slice, a few epochs) shows the script works; its accuracy is not the notebook's.
@@ -45,18 +45,13 @@ model = Sequential([
 ], seed=args.seed)
 model.summary()
 
-# %% 3. Train
+# %% 3. Train and evaluate: Results.fit is model.fit with a backup (a rerun resumes) and an
+# epoch timer, then model.evaluate on the test set, recorded in metrics.json
 model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-timer = EpochTimer()
-history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                    validation_data=(x_test, y_test), callbacks=[timer])
+history = results.fit("lenet", model, x_train, y_train, test=(x_test, y_test), notebook_accuracy=notebook_accuracy,
+                      validation_data=(x_test, y_test), verbose=1)
 
-# %% 4. Evaluate
-test_loss, test_accuracy = model.evaluate(x_test, y_test)
-print(f"Test accuracy: {test_accuracy:.4f}")
-results.add("lenet", history, (test_loss, test_accuracy), timer, notebook_accuracy=notebook_accuracy)
-
-# %% 5. Curves, mistakes, and what the first layer learned
+# %% 4. Curves, mistakes, and what the first layer learned
 y_pred = model.predict(x_test)
 plot.plot_history(history, path=args.out / "curves.png", title="LeNet-5 on MNIST")
 plot.plot_misclassified(x_test, y_test, y_pred, path=args.out / "misclassified.png")

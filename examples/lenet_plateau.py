@@ -75,10 +75,8 @@ for name, change in variants:
                 callbacks=[LayerStatistics(*probe)])
 
 # %% 4. Comparison chart and table
-histories = results.histories()
-plot.plot_history(histories, path=args.out / "comparison.png", title="LeNet variants")
-plot.plot_gradient_norms({name: histories[name] for name in ("LeNet tanh SGD", "+ relu")},
-                         path=args.out / "gradient_norms.png")
+plot.plot_history(results.histories(), path=args.out / "comparison.png", title="LeNet variants")
+plot.plot_gradient_norms(results.histories(["LeNet tanh SGD", "+ relu"]), path=args.out / "gradient_norms.png")
 plot.plot_misclassified(x_test, y_test, model.predict(x_test), class_names=getattr(dataset, "CLASS_NAMES", None),
                         path=args.out / "misclassified.png")
 print(f"\n{'run':<18} {'epochs':>6} {'test acc':>9} {'s/epoch':>8}")

@@ -265,3 +265,6 @@ class LambdaCallback(Callback):
             if not hasattr(Callback, name):
                 raise ValueError(f"{name!r} is not a callback hook")
             setattr(self, name, function)
+
+
+from .backup import BackupAndRestore  # noqa: E402  (below Callback, which it extends)

@@ -90,15 +90,32 @@ def load_weights(model, path, arrays=None):
         layer.set_weights(values)
 
 
-def save_model(model, path):
-    """Architecture, compile settings, weights, optimiser state and generator state in one file."""
+def layer_specs(model):
+    """[{"class_name": "Conv2D", "config": {…}}, …]: the architecture, layer by layer."""
+    return [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in model.layers]
+
+
+def rng_states(model):
+    """{"rng_state": the model's generator, "layer_rng_states": {index: a seeded Dropout's own}},
+    as JSON-able dicts: with them, training continues with the same shuffles and masks."""
+    own = {str(index): layer.get_rng_state() for index, layer in enumerate(model.layers)
+           if hasattr(layer, "get_rng_state")}
+    return {"rng_state": model.rng.bit_generator.state,
+            "layer_rng_states": {index: state for index, state in own.items() if state is not None}}
+
+
+def set_rng_states(model, config):
+    """Restore what ``rng_states`` saw (files from before layer states existed have none)."""
+    model.rng.bit_generator.state = config["rng_state"]
+    for index, state in config.get("layer_rng_states", {}).items():
+        model.layers[int(index)].set_rng_state(state)
+
+
+def model_arrays(model):
+    """Everything ``save_model`` writes: weights, optimiser slots and the JSON description."""
     from .optimizers import Optimizer
-    config = {
-        "name": model.name, "dtype": model.dtype.name, "input_shape": model.input_shape,
-        "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                   for layer in model.layers],
-        "rng_state": model.rng.bit_generator.state,
-    }
+    config = {"name": model.name, "dtype": model.dtype.name, "input_shape": model.input_shape,
+              "layers": layer_specs(model), **rng_states(model)}
     arrays = weight_arrays(model)
     if isinstance(model.optimizer, Optimizer):
         optimizer = model.optimizer
@@ -112,7 +129,22 @@ def save_model(model, path):
         for (slot, index), value in optimizer.slots.items():
             arrays[f"{OPTIMIZER_PREFIX}.{slot}.{index}"] = to_numpy(value)
     arrays[CONFIG_KEY] = np.array(json.dumps(config))
-    atomic_save_npz(path, arrays)
+    return arrays
+
+
+def set_optimizer_state(optimizer, spec, arrays, dtype):
+    """Step count, Nadam's running product and the slots saved by ``model_arrays``."""
+    optimizer.iterations = spec["iterations"]
+    vars(optimizer).update(spec["extra"])
+    for key, value in arrays.items():
+        if key.startswith(OPTIMIZER_PREFIX):
+            _, slot, index = key.split(".")
+            optimizer.slots[(slot, int(index))] = value.astype(dtype)
+
+
+def save_model(model, path):
+    """Architecture, compile settings, weights, optimiser state and generator states in one file."""
+    atomic_save_npz(path, model_arrays(model))
 
 
 def load_model(path):
@@ -130,18 +162,13 @@ def load_model(path):
         model.input_shape = tuple(config["input_shape"])
         for spec in config["layers"]:
             model.add(LAYER_CLASSES[spec["class_name"]](**spec["config"]))
-        model.rng.bit_generator.state = config["rng_state"]
+        set_rng_states(model, config)
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: the model description is damaged: {error}") from error
-    slots = {k: v for k, v in arrays.items() if k.startswith(OPTIMIZER_PREFIX)}
-    load_weights(model, path, {k: v for k, v in arrays.items() if k not in slots})
+    load_weights(model, path, {k: v for k, v in arrays.items() if not k.startswith(OPTIMIZER_PREFIX)})
     if "compile" in config:
         spec = config["compile"]
         optimizer = from_config(spec["optimizer"]["class_name"], spec["optimizer"]["config"])
-        optimizer.iterations = spec["optimizer"]["iterations"]
-        vars(optimizer).update(spec["optimizer"]["extra"])
-        for key, value in slots.items():
-            _, slot, index = key.split(".")
-            optimizer.slots[(slot, int(index))] = value.astype(model.dtype)
+        set_optimizer_state(optimizer, spec["optimizer"], arrays, model.dtype)
         model.compile(optimizer=optimizer, loss=spec["loss"], metrics=spec["metrics"])
     return model

@@ -2,6 +2,8 @@
 
 Kept apart from models.py so each file reads in one sitting; ``Sequential`` inherits it.
 """
+import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -10,6 +12,22 @@ from kernels import backend
 from .callbacks import CallbackList, History
 from .progbar import Progbar
 from .threads import compute_threads
+
+
+@dataclasses.dataclass
+class EpochProgress:
+    """How far fit has got: the epoch, the batches done in it, and the sums behind its
+    running-mean logs (each batch's value times its size). BackupAndRestore saves this
+    and, on resume, hands it back (with the History so far) before the first epoch."""
+    epoch: int
+    step: int = 0
+    seen: int = 0
+    totals: dict = dataclasses.field(default_factory=dict)
+    history: tuple = None        # (History.history, History.epoch) restored from a backup
+
+    def logs(self):
+        """The epoch's running means so far: {"loss": …, "accuracy": …}."""
+        return {key: total / self.seen for key, total in self.totals.items()}
 
 
 class TrainingLoop:
@@ -52,12 +70,17 @@ class TrainingLoop:
         if validation_data is not None:
             validation_data = self._prepare(*validation_data, what="fit (validation_data)")
 
-        history = History()
+        history = self.history = History()
         params = {"epochs": epochs, "steps": steps, "verbose": verbose}
         callback_list = CallbackList([*(callbacks or []), history], self, params)
         self.stop_training = False
-        callback_list.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
+        self.progress = EpochProgress(initial_epoch)
+        callback_list.on_train_begin()       # a BackupAndRestore may move self.progress on
+        if self.progress.history is not None:
+            history.history, history.epoch = self.progress.history
+        for epoch in range(self.progress.epoch, epochs):
+            if self.progress.epoch != epoch:
+                self.progress = EpochProgress(epoch)
             if verbose and epochs > 1:
                 print(f"Epoch {epoch + 1}/{epochs}")
             callback_list.on_epoch_begin(epoch)
@@ -72,13 +95,17 @@ class TrainingLoop:
             if self.stop_training:
                 break
         callback_list.on_train_end()
-        self.history = history
         return history
 
     def _run_epoch(self, epoch, batches, bar, callback_list):
-        """Train on one epoch's batches; returns the running-mean logs, or None on a NaN/inf loss."""
-        totals, seen, logs = {}, 0, {}
-        for step, (xb, yb, *weights) in enumerate(batches, start=1):
+        """Train on one epoch's batches; returns the running-mean logs, or None on a NaN/inf loss.
+
+        Starts after the ``self.progress.step`` batches a resumed backup had done: they
+        are drawn and dropped, so the shuffled order is the one the first run used.
+        """
+        progress = self.progress
+        for step, (xb, yb, *weights) in enumerate(itertools.islice(batches, progress.step, None),
+                                                  start=progress.step + 1):
             callback_list.on_train_batch_begin(step - 1)
             xb, yb = self._as_batch(xb, yb)
             loss_value, y_pred = self._train_step(xb, yb, *weights)
@@ -88,15 +115,15 @@ class TrainingLoop:
                       "check the labels.")
                 self.stop_training = True
                 return None
-            seen += len(xb)
+            progress.step, progress.seen = step, progress.seen + len(xb)
             for key, value in {"loss": loss_value, **self._batch_logs(yb, y_pred)}.items():
-                totals[key] = totals.get(key, 0.0) + value * len(xb)
-            logs = {key: total / seen for key, total in totals.items()}
+                progress.totals[key] = progress.totals.get(key, 0.0) + value * len(xb)
+            logs = progress.logs()
             callback_list.on_train_batch_end(step - 1, logs)
             bar.update(step, logs)
             if self.stop_training:
                 break
-        return logs
+        return progress.logs()
 
     def _validation_logs(self, validation_data, batch_size):
         results = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)

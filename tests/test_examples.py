@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-RUN_KEYS = {"history", "epochs", "test_loss", "test_accuracy", "seconds_per_epoch", "notebook_accuracy"}
-TOP_KEYS = {"example", "notebook", "command", "config", "versions", "threads", "runs"}
+RUN_KEYS = {"key", "status", "history", "epochs", "epochs_asked", "test_loss", "test_accuracy",
+            "seconds_per_epoch", "notebook_accuracy", "stopped_early", "stop_reason", "started", "ended",
+            "sessions", "threads_used", "seed"}
+TOP_KEYS = {"example", "notebook", "command", "config", "versions", "threads", "git", "cpu", "started", "runs"}
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                     "NUMBA_NUM_THREADS")}
 
@@ -42,6 +44,10 @@ def check_metrics(metrics, name, out, pngs):
         assert {"loss", "accuracy"} <= figures["history"].keys(), run
         assert len(figures["seconds_per_epoch"]) == figures["epochs"] == len(figures["history"]["loss"]), run
         assert 0 <= figures["test_accuracy"] <= 1, run
+        assert figures["status"] == "done", run
+        assert figures["stopped_early"] == (figures["epochs"] < figures["epochs_asked"]), run
+        assert figures["threads_used"]["numba"] == 1, run        # ONE_THREAD, measured inside fit
+    assert {"revision", "dirty"} <= metrics["git"].keys()
     first = next(iter(metrics["runs"].values()))
     assert first["epochs"] >= 2
     assert first["history"]["loss"][-1] < first["history"]["loss"][0], "the loss did not fall"
@@ -56,6 +62,31 @@ def test_lenet_mnist_quick(data_dir, tmp_path):
     lenet = metrics["runs"]["lenet"]
     assert {"val_loss", "val_accuracy"} <= lenet["history"].keys()
     assert lenet["test_accuracy"] > 0.5          # far above chance, even on 2000 images
+
+
+def test_rerun_restores_the_finished_run_and_fresh_trains_again(data_dir, tmp_path):
+    first, out = run_quick("lenet_mnist", data_dir, tmp_path)
+    assert (out / "backup" / ".gitignore").read_text().strip().endswith("*")
+    again, _ = run_quick("lenet_mnist", data_dir, tmp_path)
+    run, rerun = first["runs"]["lenet"], again["runs"]["lenet"]
+    assert rerun["history"] == run["history"] and rerun["test_accuracy"] == run["test_accuracy"]
+    assert rerun["seconds_per_epoch"] == run["seconds_per_epoch"]       # the restored epochs' timings
+    assert [s["resumed_at"] for s in rerun["sessions"]] == [None, {"epoch": 2, "step": 0}]
+    fresh, _ = run_quick("lenet_mnist", data_dir, tmp_path, "--fresh")
+    assert [s["resumed_at"] for s in fresh["runs"]["lenet"]["sessions"]] == [None]
+    assert fresh["runs"]["lenet"]["history"] == run["history"]           # same seed, same run
+
+
+def test_a_name_never_claims_more_epochs_than_ran():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from _common import named_for
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    assert named_for("convnet, 15 epochs", 15) == "convnet, 15 epochs"
+    assert named_for("convnet, 15 epochs", 2) == "convnet, 2 of 15 epochs"
+    assert named_for("model 2, batch 70, 120 epochs", 130) == "model 2, batch 70, 130 epochs (notebook: 120)"
+    assert named_for("3x128 relu", 4) == "3x128 relu"
 
 
 def test_fashion_mlp_study_quick(data_dir, tmp_path):

@@ -152,5 +152,14 @@ class Dropout(Layer):
             return dy
         return dy * self._cache
 
+    def get_rng_state(self):
+        """The state of this layer's own generator (one exists when a seed was given; without
+        one the layer draws from the model's generator), or None."""
+        return self.rng.bit_generator.state if self.seed is not None else None
+
+    def set_rng_state(self, state):
+        """Put the generator back where ``get_rng_state`` saw it, so the same masks follow."""
+        self.rng.bit_generator.state = state
+
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "seed": self.seed}
