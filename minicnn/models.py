@@ -12,7 +12,7 @@ from .layers import Input, Layer
 from .progbar import Progbar
 from .summary import summary_table
 from .threads import compute_threads
-from .training import TrainingLoop
+from .training import TrainingLoop, check_batch_size
 
 
 def snake_case(name):
@@ -93,19 +93,48 @@ class Sequential(TrainingLoop):
         return x
 
     def backward(self, dy, need_input_grad=True):
-        """Backpropagate dy through the layers; returns dL/dx, or None when not needed.
+        """Backpropagate dy = dL/d(output) through every layer; returns dL/dx.
 
-        While training nothing needs dL/dx, so the pass stops at the first layer with
-        weights and skips that layer's input gradient (for an MLP behind Flatten, a third
-        of the backward arithmetic).
+        Always the true derivative of the model's output, whatever ``compile`` chose:
+        ``model.backward(model.loss.gradient(y, y_pred))`` is the textbook chain rule.
+        With need_input_grad=False the pass stops at the first layer with weights and
+        skips that layer's input gradient (returns None): training needs no dL/dx, and
+        for an MLP behind Flatten this saves a third of the backward arithmetic.
+        """
+        return self._backward(dy, need_input_grad, dy_is_logits_gradient=False)
+
+    def _backward(self, dy, need_input_grad, dy_is_logits_gradient):
+        """backward, where dy may be dL/dlogits of a softmax output (the fused training step).
+
+        Both choices hold for this call only: the layers' flags are set here and put
+        back in ``finally``, so nothing stale reaches the next caller (trace, saliency maps).
         """
         first_trainable = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
         stop = 0 if need_input_grad else first_trainable
-        for index in range(len(self.layers) - 1, stop - 1, -1):
-            layer = self.layers[index]
-            layer.needs_input_grad = need_input_grad or index > stop
-            dy = layer.backward(dy)
+        last = self.layers[-1]
+        try:
+            last.fused_with_loss = dy_is_logits_gradient
+            for index in range(len(self.layers) - 1, stop - 1, -1):
+                layer = self.layers[index]
+                layer.needs_input_grad = need_input_grad or index > stop
+                dy = layer.backward(dy)
+        finally:
+            last.fused_with_loss = False
+            for layer in self.layers:
+                layer.needs_input_grad = True
         return dy if need_input_grad else None
+
+    def _fuses_softmax(self):
+        """Whether training hands the last layer dL/dlogits = (p - t)/N (softmax + cross-entropy)."""
+        activation = getattr(self.layers[-1], "activation", None)
+        return self.loss.pairs_with_softmax and isinstance(activation, Softmax)
+
+    def backward_from_loss(self, y, y_pred, need_input_grad=False):
+        """The training step's backward for targets y: softmax + cross-entropy are
+        differentiated together, (p - t)/N, which stays exact where p is near 0 or 1."""
+        if self._fuses_softmax():
+            return self._backward(self.loss.logits_gradient(y, y_pred), need_input_grad, True)
+        return self._backward(self.loss.gradient(y, y_pred), need_input_grad, False)
 
     def regularization_penalty(self):
         return sum(layer.regularization_penalty() for layer in self.layers)
@@ -118,12 +147,6 @@ class Sequential(TrainingLoop):
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = [metrics_module.get(m) for m in (metrics or [])]
-        last = self.layers[-1] if self.layers else None
-        for layer in self.layers:
-            layer.fused_with_loss = False
-        # softmax + cross-entropy: the loss hands back dL/dlogits = (p - t)/N directly.
-        if last is not None and self.loss.pairs_with_softmax and isinstance(getattr(last, "activation", None), Softmax):
-            last.fused_with_loss = True
 
     def _require_compiled(self, what):
         if self.optimizer is None:
@@ -173,9 +196,7 @@ class Sequential(TrainingLoop):
         """Forward, loss, backward and one optimiser step. Returns (loss, y_pred)."""
         y_pred = self.forward(x, training=True)
         loss_value = self.loss.value(y, y_pred) + self.regularization_penalty()
-        fused = getattr(self.layers[-1], "fused_with_loss", False)
-        dy = self.loss.logits_gradient(y, y_pred) if fused else self.loss.gradient(y, y_pred)
-        self.backward(dy, need_input_grad=False)   # nothing below the first layer needs dx
+        self.backward_from_loss(y, y_pred)   # nothing below the first layer needs dx
         self.optimizer.apply(*self._trainable())
         return loss_value, y_pred
 
@@ -196,6 +217,7 @@ class Sequential(TrainingLoop):
     @compute_threads()
     def predict(self, x, batch_size=32, verbose=0):
         """The last layer's outputs for every sample, as a NumPy array (inference mode)."""
+        batch_size = check_batch_size(batch_size)
         x, _ = self._prepare(x, what="predict")
         outputs = [backend.to_numpy(self.forward(self._as_batch(x[i:i + batch_size])[0]))
                    for i in range(0, len(x), batch_size)]
@@ -206,6 +228,7 @@ class Sequential(TrainingLoop):
         """Mean loss (and metrics) over (x, y) in inference mode: ``[loss, accuracy]``,
         or the loss alone when the model was compiled without metrics."""
         self._require_compiled("evaluate")
+        batch_size = check_batch_size(batch_size)
         x, y = self._prepare(x, y, "evaluate")
         totals = np.zeros(1 + len(self.metrics))
         bar = Progbar(math.ceil(len(x) / batch_size), verbose)
@@ -264,8 +287,7 @@ class Sequential(TrainingLoop):
                 for key in store:
                     store[key] = backend.to_device(store[key], device)
         if self.optimizer is not None:
-            for key in self.optimizer.slots:
-                self.optimizer.slots[key] = backend.to_device(self.optimizer.slots[key], device)
+            self.optimizer.to(device)
         self.device = device
         return self
 

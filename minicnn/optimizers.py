@@ -10,6 +10,7 @@ the model keeps fixed.
 """
 import numpy as np
 
+from kernels import backend
 from kernels.backend import get_array_module
 
 
@@ -44,6 +45,12 @@ class Optimizer:
         if i not in self._scratch:
             self._scratch[i] = get_array_module(like).empty_like(like)
         return self._scratch[i]
+
+    def to(self, device):
+        """Move the slots to "cpu" or "gpu"; work buffers are dropped and remade there on use."""
+        for key in self.slots:
+            self.slots[key] = backend.to_device(self.slots[key], device)
+        self._scratch.clear()
 
     def get_config(self):
         return {k: v for k, v in vars(self).items()
