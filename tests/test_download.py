@@ -16,7 +16,7 @@ import pytest
 from minicnn.datasets import DatasetNotFoundError, cifar10, mnist
 from minicnn.datasets import _download
 from minicnn.datasets._download import DownloadError, ProgressBar, fetch
-from test_datasets import IDX_NAMES, idx_bytes, write_cifar10
+from dataset_files import IDX_NAMES, idx_bytes, write_cifar10
 
 PAYLOAD = bytes(range(256)) * 300          # 76.8 kB: several chunks, so the bar moves
 

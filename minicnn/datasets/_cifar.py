@@ -92,6 +92,10 @@ def parse_batch(raw, source, label_key):
     if labels.shape != (data.shape[0],):
         raise DatasetFormatError(
             f"{source}: {data.shape[0]} image rows but {labels.size} entries in {label_key!r}")
+    if labels.size and labels.dtype.kind not in "iu":   # 3.7 or NaN would otherwise load as 3 or 0
+        example = labels.reshape(-1)[:1].tolist()
+        raise DatasetFormatError(f"{source}: {label_key!r} should hold whole-number class labels, "
+                                 f"got {labels.dtype} values such as {example}")
     if labels.size and (labels.min() < 0 or labels.max() > 255):
         raise DatasetFormatError(f"{source}: labels outside 0-255 in {label_key!r}")
     # Rows are channel-planar (3, 32, 32); Keras and minicnn want NHWC.
