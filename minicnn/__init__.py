@@ -9,8 +9,7 @@ from . import activations, callbacks, initializers, layers, losses, optimizers, 
 from .callbacks import Callback, EarlyStopping, History
 from .layers import *  # noqa: F401,F403 - the layers are the public API
 from .layers import __all__ as _layer_names
-from .models import Sequential
-from .saving import load_model
+from .models import Sequential, load_model
 from .stats import LayerStatistics
 
 __version__ = "0.1.0"

@@ -143,7 +143,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.model:
         from .layers import LAYER_CLASSES
-        from .saving import load_model
+        from .models import load_model
         model = load_model(args.model)
         cases, shape = [], model.input_shape
         for layer in model.layers:

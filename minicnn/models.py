@@ -8,7 +8,7 @@ import numpy as np
 from kernels import backend
 from . import losses, metrics as metrics_module, optimizers, saving
 from .activations import Softmax
-from .layers import Input, Layer
+from .layers import LAYER_CLASSES, Input, Layer
 from .progbar import Progbar
 from .summary import summary_table
 from .threads import compute_threads
@@ -271,6 +271,24 @@ class Sequential(TrainingLoop):
         print_fn(text)
         return text
 
+    def get_config(self):
+        """The architecture as plain JSON-able data: name, dtype, input shape, layer configs."""
+        return {"name": self.name, "dtype": self.dtype.name, "input_shape": self.input_shape,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new, untrained model from ``get_config()``'s output (built when the shape is known)."""
+        model = cls(name=config["name"], dtype=config["dtype"])
+        if config["input_shape"] is not None:
+            model.input_shape = tuple(int(n) for n in config["input_shape"])
+        for spec in config["layers"]:
+            if spec["class_name"] not in LAYER_CLASSES:
+                raise ValueError(f"unknown layer class {spec['class_name']!r}")
+            model.add(LAYER_CLASSES[spec["class_name"]](**spec["config"]))
+        return model
+
     def save_weights(self, path):
         saving.save_weights(self, path)
 
@@ -299,3 +317,43 @@ class Sequential(TrainingLoop):
 
     def __repr__(self):
         return f"Sequential(name={self.name!r}, layers={self.layers!r})"
+
+
+def load_model(path, custom_objects=None):
+    """Rebuild a model saved with ``model.save(path)``, ready to predict or resume training.
+
+    custom_objects: {name: function} for metrics that are your own functions, as in Keras:
+    ``load_model(path, custom_objects={"top2": top2})``.
+    Raises saving.SavedFileError (a ValueError) naming the file when it is damaged.
+    """
+    config, weights, slots = saving.read_model(path)
+    custom_objects = dict(custom_objects or {})
+    try:
+        model = Sequential.from_config(config)
+        saving.load_weights(model, path, weights)
+        model.rng.bit_generator.state = config["rng_state"]
+        if "compile" in config:
+            spec = config["compile"]
+            metrics = [_saved_metric(path, name, custom_objects) for name in spec["metrics"]]
+            model.compile(optimizer=saving.restore_optimizer(model, path, spec["optimizer"], slots),
+                          loss=spec["loss"], metrics=metrics)
+    except saving.SavedFileError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise saving.SavedFileError(f"{path}: the model description is damaged or does not match "
+                                    f"its weights: {type(error).__name__}: {error}") from error
+    return model
+
+
+def _saved_metric(path, name, custom_objects):
+    """A metric saved by name: minicnn's own, or the user's function from custom_objects."""
+    if name in custom_objects:
+        return custom_objects[name]
+    try:
+        metrics_module.get(name)
+    except ValueError:
+        raise saving.SavedFileError(
+            f"{path} was compiled with the metric {name!r}, which is not one of minicnn's. Pass "
+            f"your function when loading: load_model(path, custom_objects={{{name!r}: {name}}})") from None
+    return name
+

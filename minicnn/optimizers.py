@@ -52,9 +52,30 @@ class Optimizer:
             self.slots[key] = backend.to_device(self.slots[key], device)
         self._scratch.clear()
 
+    #: the numbers, besides the slot arrays, that a resumed run needs (subclasses add theirs)
+    state_scalars = ("iterations",)
+
+    def get_state(self):
+        """(scalars, slots): everything that makes a resumed run continue exactly.
+
+        scalars: {name: number} for ``state_scalars``; slots: {(slot name, parameter index): array}.
+        """
+        return {name: getattr(self, name) for name in self.state_scalars}, dict(self.slots)
+
+    def set_state(self, scalars, slots):
+        """Restore what ``get_state`` returned; unknown names are refused, never set."""
+        unknown = sorted(set(scalars) - set(self.state_scalars))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no state named {unknown}; "
+                             f"it keeps {list(self.state_scalars)}")
+        for name, value in scalars.items():
+            setattr(self, name, type(getattr(self, name))(value))
+        self.slots = dict(slots)
+
     def get_config(self):
+        """Constructor arguments (hyperparameters), without the state."""
         return {k: v for k, v in vars(self).items()
-                if k not in ("iterations", "slots", "_scratch")}
+                if k not in ("slots", "_scratch", *self.state_scalars)}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
@@ -181,6 +202,8 @@ class Nadam(Optimizer):
     """Adam with Nesterov momentum, using Keras's momentum schedule
     u_t = β1·(1 - ½·0.96ᵗ) and the running product of the u_t."""
 
+    state_scalars = ("iterations", "_u_product")
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
@@ -202,9 +225,6 @@ class Nadam(Optimizer):
         v_hat = v / (1 - self.beta_2 ** t)
         w -= self.learning_rate * m_hat / (get_array_module(v).sqrt(v_hat) + self.epsilon)
 
-    def get_config(self):
-        return {k: v for k, v in super().get_config().items() if k != "_u_product"}
-
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
             "adadelta": Adadelta, "adamax": Adamax, "nadam": Nadam}
@@ -220,4 +240,8 @@ def get(identifier):
 
 
 def from_config(class_name, config):
-    return {cls.__name__: cls for cls in _BY_NAME.values()}[class_name](**config)
+    """The optimiser ``class_name`` ("Adam") built from ``get_config()``'s arguments."""
+    classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if class_name not in classes:
+        raise ValueError(f"unknown optimizer class {class_name!r}; minicnn has {sorted(classes)}")
+    return classes[class_name](**config)
