@@ -45,3 +45,16 @@ def test_cifar_missing_offline_names_archive_and_checksum(tmp_path):
     assert "cifar-100-python.tar.gz" in str(info.value)
     assert "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7" in str(info.value)
     assert "cifar-100-python/ folder" in str(info.value)
+
+
+def test_missing_data_message_says_everything_needed_to_fix_it(tmp_path):
+    """One message: folders searched, MINICNN_DATA and its layout, MINICNN_OFFLINE, URL, checksum."""
+    with pytest.raises(DatasetNotFoundError) as info:
+        fashion_mnist.load_data(root=tmp_path / "nothing")
+    message = str(info.value)
+    for words in (str(tmp_path / "nothing" / "fashion-mnist"), str(tmp_path / "cache" / "minicnn"),
+                  "MINICNN_DATA", "$MINICNN_DATA/fashion-mnist/train-images-idx3-ubyte.gz",
+                  "MINICNN_OFFLINE=1", "unset it",
+                  "https://storage.googleapis.com/tensorflow/tf-keras-datasets/t10k-labels-idx1-ubyte.gz",
+                  "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"):
+        assert words in message
