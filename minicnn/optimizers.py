@@ -102,25 +102,42 @@ class SGD(Optimizer):
             w += m
 
 
+def adam_step(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    """One Adam update of w, m and v in place, written as the formulas read.
+
+    alpha is the step size with both bias corrections folded in (see ``Adam``).
+    Shapes: w, g, m, v: all the same.
+    """
+    xp = get_array_module(w)
+    m += (1 - beta_1) * (g - m)                # running mean of the gradients
+    v += (1 - beta_2) * (g * g - v)            # running mean of their squares
+    w -= m / (xp.sqrt(v) + epsilon) * alpha
+
+
+def adam_step_fused(w, g, m, v, alpha, beta_1, beta_2, epsilon, tmp):
+    """``adam_step`` with every intermediate written into ``tmp`` (same shape): the same
+    operations in the same order, so the same numbers, without allocating. Adam runs once
+    per parameter per step, and the temporary arrays tripled its time."""
+    xp = get_array_module(w)
+    xp.subtract(g, m, out=tmp); tmp *= 1 - beta_1; m += tmp
+    xp.multiply(g, g, out=tmp); tmp -= v; tmp *= 1 - beta_2; v += tmp
+    xp.sqrt(v, out=tmp); tmp += epsilon; xp.divide(m, tmp, out=tmp); tmp *= alpha; w -= tmp
+
+
 class Adam(Optimizer):
     """Adam in Keras's folded form: the bias corrections are folded into the step
-    size, so epsilon is added to √v itself ("epsilon hat" in the Adam paper)."""
+    size, so epsilon is added to √v itself ("epsilon hat" in the Adam paper).
+    The update is ``adam_step``; training runs its allocation-free twin."""
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def update(self, i, w, g):
-        xp = get_array_module(w)
-        m, v, tmp = self.slot("m", i, w), self.slot("v", i, w), self.scratch(i, w)
         t = self.iterations
-        # The same three lines as   m += (1-β1)(g - m);  v += (1-β2)(g² - v);
-        # w -= α·m/(√v + ε),  written with out= so no temporary arrays are allocated:
-        # Adam runs once per parameter per step, and the allocations tripled its time.
-        xp.subtract(g, m, out=tmp); tmp *= 1 - self.beta_1; m += tmp
-        xp.multiply(g, g, out=tmp); tmp -= v; tmp *= 1 - self.beta_2; v += tmp
         alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        xp.sqrt(v, out=tmp); tmp += self.epsilon; xp.divide(m, tmp, out=tmp); tmp *= alpha; w -= tmp
+        adam_step_fused(w, g, self.slot("m", i, w), self.slot("v", i, w), alpha,
+                        self.beta_1, self.beta_2, self.epsilon, self.scratch(i, w))
 
 
 class RMSprop(Optimizer):
