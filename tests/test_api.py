@@ -247,7 +247,7 @@ def test_lambda_callback_calls_each_hook_with_keras_arguments(rng):
     x, y = small_problem(rng, n=32)
     calls = []
     hooks = callbacks.LambdaCallback(
-        on_train_begin=lambda logs: calls.append(("train_begin",)),
+        on_train_begin=lambda logs=None: calls.append(("train_begin",)),
         on_epoch_end=lambda epoch, logs: calls.append(("epoch_end", epoch, sorted(logs))),
         on_train_batch_end=lambda batch, logs: calls.append(("batch_end", batch)))
     mlp().fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[hooks])
