@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels.backend import to_numpy
+from .optimizers import Optimizer, from_config
 
 CONFIG_KEY = "__model_config__"
 OPTIMIZER_PREFIX = "__optimizer__"
@@ -90,7 +91,6 @@ def save_weights(model, path):
 
 def save_model(model, path):
     """Architecture, compile settings, weights, optimiser state and generator state in one file."""
-    from .optimizers import Optimizer
     config = {**model.get_config(), "rng_state": model.rng.bit_generator.state}
     arrays = weight_arrays(model)
     if isinstance(model.optimizer, Optimizer):
@@ -208,7 +208,6 @@ def load_weights(model, path, arrays=None):
 
 def restore_optimizer(model, path, spec, slots):
     """Build the saved optimiser, give it its state and check each slot against its parameter."""
-    from .optimizers import from_config
     optimizer = from_config(spec["class_name"], spec["config"])
     params = model._trainable()[0]
     for (slot, index), value in slots.items():

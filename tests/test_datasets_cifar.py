@@ -155,3 +155,11 @@ def test_cifar_labels_that_are_not_whole_numbers_are_refused(tmp_path, bad_label
     with pytest.raises(DatasetFormatError, match="whole-number class labels") as info:
         cifar10.load_data(root=tmp_path)
     assert str(path) in str(info.value)
+
+
+def test_oversized_archive_member_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from minicnn.datasets import _cifar
+    write_cifar10(tmp_path, archive=True)
+    monkeypatch.setattr(_cifar, "MAX_BATCH_BYTES", 1000)        # each tiny batch is ~9 kB
+    with pytest.raises(DatasetFormatError, match="claims .* bytes; a CIFAR batch holds about 31 MB"):
+        cifar10.load_data(root=tmp_path)

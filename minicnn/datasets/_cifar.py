@@ -103,6 +103,10 @@ def parse_batch(raw, source, label_key):
     return x, labels.astype(np.uint8)
 
 
+# A CIFAR batch is 10000 rows of 3072 bytes plus labels and names: about 31 MB.
+MAX_BATCH_BYTES = 64 << 20
+
+
 def _read_folder(folder, names):
     """{name: (bytes, path)} for the batch files of an extracted folder."""
     return {name: ((folder / name).read_bytes(), str(folder / name)) for name in names}
@@ -116,6 +120,10 @@ def _read_archive(archive, folder_name, names):
             for member in tar:
                 name = Path(member.name).name
                 if member.isfile() and name in names and Path(member.name).parent.name == folder_name:
+                    if member.size > MAX_BATCH_BYTES:   # checked before reading: no gzip bombs
+                        raise DatasetFormatError(
+                            f"{archive}: {member.name} claims {member.size} bytes; a CIFAR batch "
+                            f"holds about 31 MB")
                     found[name] = (tar.extractfile(member).read(), f"{archive}:{member.name}")
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DatasetFormatError(f"{archive}: corrupt or truncated archive ({err})") from err
