@@ -17,8 +17,7 @@ from .callbacks import (Callback, CSVLogger, EarlyStopping, History, ModelCheckp
                         ReduceLROnPlateau)
 from .layers import *  # noqa: F401,F403 - the layers are the public API
 from .layers import __all__ as _layer_names
-from .models import Sequential
-from .saving import load_model
+from .models import Sequential, load_model
 from .stats import LayerStatistics
 
 __version__ = "0.1.0"

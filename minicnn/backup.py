@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .callbacks import Callback
-from .saving import (CONFIG_KEY, OPTIMIZER_PREFIX, atomic_save_npz, layer_specs, load_weights,
-                     model_arrays, read_npz, set_optimizer_state, set_rng_states)
+from .saving import (atomic_save_npz, load_weights, model_arrays, read_model, set_optimizer_state,
+                     set_rng_states)
 
 BACKUP_KEY = "__backup__"
 
@@ -59,17 +59,16 @@ class BackupAndRestore(Callback):
         self._batches_since_save = 0
         self._pending_rng_states = None     # restored once the resumed epoch has drawn its order
         if self.path.exists():
-            self._restore(read_npz(self.path))
+            self._restore(*read_model(self.path))
 
-    def _restore(self, arrays):
-        if BACKUP_KEY not in arrays:
+    def _restore(self, config, weights, slots):
+        if BACKUP_KEY not in weights:
             raise ValueError(f"{self.path} is not a BackupAndRestore backup (it has no training "
                              "position); delete it or choose another backup_dir")
-        backup = json.loads(str(arrays.pop(BACKUP_KEY)))
-        config = json.loads(str(arrays.pop(CONFIG_KEY)))
+        backup = json.loads(str(weights.pop(BACKUP_KEY)))
         self._check_same_model(config, backup)
-        load_weights(self.model, self.path, {k: v for k, v in arrays.items() if not k.startswith(OPTIMIZER_PREFIX)})
-        set_optimizer_state(self.model.optimizer, config["compile"]["optimizer"], arrays, self.model.dtype)
+        load_weights(self.model, self.path, weights)
+        set_optimizer_state(self.model.optimizer, self.model, self.path, config["compile"]["optimizer"], slots)
         progress = self.model.progress
         progress.epoch, progress.step, progress.seen = backup["epoch"], backup["step"], backup["seen"]
         progress.totals = backup["totals"]
@@ -86,7 +85,7 @@ class BackupAndRestore(Callback):
         """Refuse a backup of another architecture, optimiser or batching, saying what differs."""
         where = f"{self.path} was written for a different"
         fix = f"; delete {self.backup_dir} to start afresh, or pass another backup_dir"
-        current = json.loads(json.dumps(layer_specs(self.model)))   # tuples -> lists, as saved
+        current = json.loads(json.dumps(self.model.get_config()["layers"]))   # tuples -> lists, as saved
         without_names = lambda specs: [(s["class_name"], {k: v for k, v in s["config"].items() if k != "name"})
                                        for s in specs]
         if len(saved["layers"]) != len(current):

@@ -37,11 +37,24 @@ def relative_error(analytic, numeric, floor=1e-8):
     return np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), floor)
 
 
-def layer_gradients(layer, x, seed=0):
+def randomize_parameters(layer, rng):
+    """Overwrite every parameter with values uniform in ±[0.5, 1.5].
+
+    Initial values hide mistakes: with BatchNormalization's gamma = 1 and beta = 0 a
+    backward that forgets gamma still passes, and zero biases hide a missing bias term.
+    Random magnitudes and signs, kept away from 0, leave no such blind spot.
+    """
+    for param in layer.params.values():
+        param[...] = rng.uniform(0.5, 1.5, param.shape) * rng.choice([-1.0, 1.0], param.shape)
+
+
+def layer_gradients(layer, x, seed=0, randomize=True):
     """Analytic and numerical gradients of ``sum(layer.forward(x) * dy) + penalty`` for a random dy.
 
     Returns {"x": (analytic, numeric), "kernel": (…), …}: the input and every parameter.
-    The layer's generator is re-seeded before each forward, so Dropout keeps one mask.
+    With ``randomize`` the parameters are first replaced by random values (see
+    ``randomize_parameters``). The layer's generator is re-seeded before each forward,
+    so Dropout keeps one mask.
 
     Shapes:
         x: (N, …) float64 input.  Each pair has the shape of x or of the parameter.
@@ -51,6 +64,8 @@ def layer_gradients(layer, x, seed=0):
     if not layer.built:
         layer.dtype = np.float64
         layer.build(x.shape[1:])
+    if randomize:
+        randomize_parameters(layer, rng)
 
     def forward():
         layer.rng = np.random.default_rng(seed)
@@ -128,7 +143,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.model:
         from .layers import LAYER_CLASSES
-        from .saving import load_model
+        from .models import load_model
         model = load_model(args.model)
         cases, shape = [], model.input_shape
         for layer in model.layers:

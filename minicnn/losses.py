@@ -89,6 +89,16 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                 f"one-hot labels of shape {y_true.shape}. Use loss='categorical_crossentropy' "
                 "or pass y.argmax(axis=1).")
         labels = to_numpy(y_true)
+        if labels.dtype.kind not in "biuf":
+            raise ValueError(
+                f"sparse_categorical_crossentropy needs integer class labels 0..{output_shape[-1] - 1} "
+                f"but got an array of dtype {labels.dtype} (e.g. {labels.reshape(-1)[:1]}). Map "
+                "class names to integers first, e.g. np.unique(y, return_inverse=True)[1].")
+        if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):   # NaN fails too
+            bad = labels.reshape(-1)[labels.reshape(-1) != np.round(labels.reshape(-1))][0]
+            raise ValueError(
+                f"sparse_categorical_crossentropy needs whole-number class labels but got {bad}; "
+                "check the label array for NaN or fractions (y.astype(int) truncates them).")
         if labels.size and (labels.min() < 0 or labels.max() >= output_shape[-1]):
             raise ValueError(
                 f"labels run from {labels.min()} to {labels.max()}, but the model outputs only "
@@ -96,29 +106,51 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                 f"needs at least {int(labels.max()) + 1} units.")
 
 
-class MeanSquaredError(Loss):
+class ElementwiseLoss(Loss):
+    """A loss on targets shaped like the output; targets (N,) for an output (N, 1) are
+    given the missing last axis, as Keras does, instead of broadcasting to (N, N)."""
+
+    @staticmethod
+    def aligned(y_true, y_pred):
+        if y_true.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+            return y_true.reshape(y_pred.shape)
+        return y_true
+
+    def check_labels(self, y_true, output_shape):
+        per_sample = tuple(y_true.shape[1:])
+        if per_sample != tuple(output_shape) and not (per_sample == () and tuple(output_shape) == (1,)):
+            raise ValueError(
+                f"{self.name} needs targets shaped like the model's output, (N, "
+                f"{', '.join(map(str, output_shape))}), but got targets of shape {y_true.shape}. "
+                f"Reshape them (y.reshape(len(y), {', '.join(map(str, output_shape))})) or change "
+                "the last layer's units.")
+
+
+class MeanSquaredError(ElementwiseLoss):
     """mean((p - t)²) over the last axis, then over the batch."""
 
     name = "mean_squared_error"
 
     def value(self, y_true, y_pred):
-        return float(((y_pred - y_true) ** 2).mean())
+        return float(((y_pred - self.aligned(y_true, y_pred)) ** 2).mean())
 
     def gradient(self, y_true, y_pred):
-        return (2 * (y_pred - y_true) / y_pred.size).astype(y_pred.dtype)
+        return (2 * (y_pred - self.aligned(y_true, y_pred)) / y_pred.size).astype(y_pred.dtype)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(ElementwiseLoss):
     """-mean(t·log p + (1 - t)·log(1 - p)) for probabilities p (a sigmoid output)."""
 
     name = "binary_crossentropy"
 
     def value(self, y_true, y_pred):
+        y_true = self.aligned(y_true, y_pred)
         xp = get_array_module(y_pred)
         p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         return float(-(y_true * xp.log(p) + (1 - y_true) * xp.log(1 - p)).mean())
 
     def gradient(self, y_true, y_pred):
+        y_true = self.aligned(y_true, y_pred)
         xp = get_array_module(y_pred)
         p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)

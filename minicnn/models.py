@@ -8,17 +8,12 @@ import numpy as np
 from kernels import backend
 from . import losses, metrics as metrics_module, optimizers, saving
 from .activations import Softmax
-from .layers import Input, Layer
+from .layers import LAYER_CLASSES, Input, Layer
 from .progbar import Progbar
 from .stats import preserved_training_state
 from .summary import summary_table
 from .threads import compute_threads
-from .training import TrainingLoop
-
-
-def load_model(path):
-    """``keras.models.load_model``: a model saved with ``model.save(path)``."""
-    return saving.load_model(path)
+from .training import TrainingLoop, check_batch_size
 
 
 def snake_case(name):
@@ -99,19 +94,52 @@ class Sequential(TrainingLoop):
         return x
 
     def backward(self, dy, need_input_grad=True):
-        """Backpropagate dy through the layers; returns dL/dx, or None when not needed.
+        """Backpropagate dy = dL/d(output) through every layer; returns dL/dx.
 
-        While training nothing needs dL/dx, so the pass stops at the first layer with
-        weights and skips that layer's input gradient (for an MLP behind Flatten, a third
-        of the backward arithmetic).
+        Always the true derivative of the model's output, whatever ``compile`` chose:
+        ``model.backward(model.loss.gradient(y, y_pred))`` is the textbook chain rule.
+        With need_input_grad=False the pass stops at the first layer with weights and
+        skips that layer's input gradient (returns None): training needs no dL/dx, and
+        for an MLP behind Flatten this saves a third of the backward arithmetic.
+        """
+        return self._backward(dy, need_input_grad, dy_is_logits_gradient=False)
+
+    def _backward(self, dy, need_input_grad, dy_is_logits_gradient):
+        """backward, where dy may be dL/dlogits of a softmax output (the fused training step).
+
+        Both choices hold for this call only: the layers' flags are set here and put
+        back in ``finally``, so nothing stale reaches the next caller (trace, saliency maps).
         """
         first_trainable = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
         stop = 0 if need_input_grad else first_trainable
-        for index in range(len(self.layers) - 1, stop - 1, -1):
-            layer = self.layers[index]
-            layer.needs_input_grad = need_input_grad or index > stop
-            dy = layer.backward(dy)
+        last = self.layers[-1]
+        try:
+            last.fused_with_loss = dy_is_logits_gradient
+            for index in range(len(self.layers) - 1, stop - 1, -1):
+                layer = self.layers[index]
+                layer.needs_input_grad = need_input_grad or index > stop
+                dy = layer.backward(dy)
+        finally:
+            last.fused_with_loss = False
+            for layer in self.layers:
+                layer.needs_input_grad = True
         return dy if need_input_grad else None
+
+    def _fuses_softmax(self):
+        """Whether training hands the last layer dL/dlogits = (p - t)/N (softmax + cross-entropy)."""
+        activation = getattr(self.layers[-1], "activation", None)
+        return self.loss.pairs_with_softmax and isinstance(activation, Softmax)
+
+    def backward_from_loss(self, y, y_pred, need_input_grad=False, sample_weight=None):
+        """The training step's backward for targets y: softmax + cross-entropy are
+        differentiated together, (p - t)/N, which stays exact where p is near 0 or 1.
+        With per-sample loss weights, row i of the gradient is scaled by sample_weight[i]."""
+        fused = self._fuses_softmax()
+        dy = self.loss.logits_gradient(y, y_pred) if fused else self.loss.gradient(y, y_pred)
+        if sample_weight is not None:
+            weights = backend.to_device(sample_weight, self.device)
+            dy *= weights.reshape((-1,) + (1,) * (dy.ndim - 1))
+        return self._backward(dy, need_input_grad, fused)
 
     def regularization_penalty(self):
         return sum(layer.regularization_penalty() for layer in self.layers)
@@ -124,12 +152,6 @@ class Sequential(TrainingLoop):
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = [metrics_module.get(m) for m in (metrics or [])]
-        last = self.layers[-1] if self.layers else None
-        for layer in self.layers:
-            layer.fused_with_loss = False
-        # softmax + cross-entropy: the loss hands back dL/dlogits = (p - t)/N directly.
-        if last is not None and self.loss.pairs_with_softmax and isinstance(getattr(last, "activation", None), Softmax):
-            last.fused_with_loss = True
 
     def _require_compiled(self, what):
         if self.optimizer is None:
@@ -204,23 +226,21 @@ class Sequential(TrainingLoop):
                              f"but has shape {weights.shape}")
         return weights
 
-    def _loss_and_gradient(self, y, y_pred, sample_weight=None):
-        """(loss, dLoss/d(model output)): the batch mean, or with per-sample weights
-        sum(w_i · loss_i) / N as Keras computes it, whose gradient is row i scaled by w_i."""
-        fused = getattr(self.layers[-1], "fused_with_loss", False)
-        dy = self.loss.logits_gradient(y, y_pred) if fused else self.loss.gradient(y, y_pred)
+    def _loss_value(self, y, y_pred, sample_weight=None):
+        """The batch's mean loss plus regularisation; with per-sample weights
+        sum(w_i · loss_i) / N, as Keras computes it."""
         if sample_weight is None:
-            return self.loss.value(y, y_pred) + self.regularization_penalty(), dy
-        weights = backend.to_device(sample_weight, self.device)
-        loss_value = float((losses.per_sample(self.loss, y, y_pred) * weights).mean())
-        dy *= weights.reshape((-1,) + (1,) * (dy.ndim - 1))
-        return loss_value + self.regularization_penalty(), dy
+            value = self.loss.value(y, y_pred)
+        else:
+            weights = backend.to_device(sample_weight, self.device)
+            value = float((losses.per_sample(self.loss, y, y_pred) * weights).mean())
+        return value + self.regularization_penalty()
 
     def _train_step(self, x, y, sample_weight=None):
         """Forward, loss, backward and one optimiser step. Returns (loss, y_pred)."""
         y_pred = self.forward(x, training=True)
-        loss_value, dy = self._loss_and_gradient(y, y_pred, sample_weight)
-        self.backward(dy, need_input_grad=False)   # nothing below the first layer needs dx
+        loss_value = self._loss_value(y, y_pred, sample_weight)
+        self.backward_from_loss(y, y_pred, sample_weight=sample_weight)  # stops at the first weighted layer
         self.optimizer.apply(*self._trainable())
         return loss_value, y_pred
 
@@ -240,8 +260,7 @@ class Sequential(TrainingLoop):
         weights = self._sample_weights(y, sample_weight)
         x, y = self._as_batch(x, y)
         with preserved_training_state(self):
-            _, dy = self._loss_and_gradient(y, self.forward(x, training=True), weights)
-            self.backward(dy, need_input_grad=False)
+            self.backward_from_loss(y, self.forward(x, training=True), sample_weight=weights)
             return [backend.to_numpy(g).copy() for g in self._trainable()[1]]
 
     def _batch_logs(self, y, y_pred):
@@ -275,6 +294,7 @@ class Sequential(TrainingLoop):
     @compute_threads()
     def predict(self, x, batch_size=32, verbose=0):
         """The last layer's outputs for every sample, as a NumPy array (inference mode)."""
+        batch_size = check_batch_size(batch_size)
         x, _ = self._prepare(x, what="predict")
         outputs = [backend.to_numpy(self.forward(self._as_batch(x[i:i + batch_size])[0]))
                    for i in range(0, len(x), batch_size)]
@@ -286,6 +306,7 @@ class Sequential(TrainingLoop):
         the loss alone when the model was compiled without metrics, or with
         ``return_dict=True`` a dict {"loss": …, "accuracy": …}."""
         self._require_compiled("evaluate")
+        batch_size = check_batch_size(batch_size)
         x, y = self._prepare(x, y, "evaluate")
         totals = np.zeros(1 + len(self.metrics))
         bar = Progbar(math.ceil(len(x) / batch_size), verbose)
@@ -328,6 +349,24 @@ class Sequential(TrainingLoop):
         print_fn(text)
         return text
 
+    def get_config(self):
+        """The architecture as plain JSON-able data: name, dtype, input shape, layer configs."""
+        return {"name": self.name, "dtype": self.dtype.name, "input_shape": self.input_shape,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new, untrained model from ``get_config()``'s output (built when the shape is known)."""
+        model = cls(name=config["name"], dtype=config["dtype"])
+        if config["input_shape"] is not None:
+            model.input_shape = tuple(int(n) for n in config["input_shape"])
+        for spec in config["layers"]:
+            if spec["class_name"] not in LAYER_CLASSES:
+                raise ValueError(f"unknown layer class {spec['class_name']!r}")
+            model.add(LAYER_CLASSES[spec["class_name"]](**spec["config"]))
+        return model
+
     def save_weights(self, path):
         saving.save_weights(self, path)
 
@@ -344,8 +383,7 @@ class Sequential(TrainingLoop):
                 for key in store:
                     store[key] = backend.to_device(store[key], device)
         if self.optimizer is not None:
-            for key in self.optimizer.slots:
-                self.optimizer.slots[key] = backend.to_device(self.optimizer.slots[key], device)
+            self.optimizer.to(device)
         self.device = device
         return self
 
@@ -363,3 +401,43 @@ class Sequential(TrainingLoop):
 
     def __repr__(self):
         return f"Sequential(name={self.name!r}, layers={self.layers!r})"
+
+
+def load_model(path, custom_objects=None):
+    """Rebuild a model saved with ``model.save(path)``, ready to predict or resume training.
+
+    custom_objects: {name: function} for metrics that are your own functions, as in Keras:
+    ``load_model(path, custom_objects={"top2": top2})``.
+    Raises saving.SavedFileError (a ValueError) naming the file when it is damaged.
+    """
+    config, weights, slots = saving.read_model(path)
+    custom_objects = dict(custom_objects or {})
+    try:
+        model = Sequential.from_config(config)
+        saving.load_weights(model, path, weights)
+        saving.set_rng_states(model, config)
+        if "compile" in config:
+            spec = config["compile"]
+            metrics = [_saved_metric(path, name, custom_objects) for name in spec["metrics"]]
+            model.compile(optimizer=saving.restore_optimizer(model, path, spec["optimizer"], slots),
+                          loss=spec["loss"], metrics=metrics)
+    except saving.SavedFileError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise saving.SavedFileError(f"{path}: the model description is damaged or does not match "
+                                    f"its weights: {type(error).__name__}: {error}") from error
+    return model
+
+
+def _saved_metric(path, name, custom_objects):
+    """A metric saved by name: minicnn's own, or the user's function from custom_objects."""
+    if name in custom_objects:
+        return custom_objects[name]
+    try:
+        metrics_module.get(name)
+    except ValueError:
+        raise saving.SavedFileError(
+            f"{path} was compiled with the metric {name!r}, which is not one of minicnn's. Pass "
+            f"your function when loading: load_model(path, custom_objects={{{name!r}: {name}}})") from None
+    return name
+

@@ -10,6 +10,7 @@ the model keeps fixed.
 """
 import numpy as np
 
+from kernels import backend
 from kernels.backend import get_array_module
 from . import schedules
 
@@ -50,9 +51,36 @@ class Optimizer:
             self._scratch[i] = get_array_module(like).empty_like(like)
         return self._scratch[i]
 
+    def to(self, device):
+        """Move the slots to "cpu" or "gpu"; work buffers are dropped and remade there on use."""
+        for key in self.slots:
+            self.slots[key] = backend.to_device(self.slots[key], device)
+        self._scratch.clear()
+
+    #: the numbers, besides the slot arrays, that a resumed run needs (subclasses add theirs)
+    state_scalars = ("iterations",)
+
+    def get_state(self):
+        """(scalars, slots): everything that makes a resumed run continue exactly.
+
+        scalars: {name: number} for ``state_scalars``; slots: {(slot name, parameter index): array}.
+        """
+        return {name: getattr(self, name) for name in self.state_scalars}, dict(self.slots)
+
+    def set_state(self, scalars, slots):
+        """Restore what ``get_state`` returned; unknown names are refused, never set."""
+        unknown = sorted(set(scalars) - set(self.state_scalars))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no state named {unknown}; "
+                             f"it keeps {list(self.state_scalars)}")
+        for name, value in scalars.items():
+            setattr(self, name, type(getattr(self, name))(value))
+        self.slots = dict(slots)
+
     def get_config(self):
+        """Constructor arguments (hyperparameters), without the state; a schedule as its config."""
         config = {k: v for k, v in vars(self).items()
-                  if k not in ("iterations", "slots", "_scratch", "schedule")}
+                  if k not in ("slots", "_scratch", "schedule", *self.state_scalars)}
         if self.schedule is not None:
             config["learning_rate"] = schedules.serialize(self.schedule)
         return config
@@ -82,25 +110,42 @@ class SGD(Optimizer):
             w += m
 
 
+def adam_step(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    """One Adam update of w, m and v in place, written as the formulas read.
+
+    alpha is the step size with both bias corrections folded in (see ``Adam``).
+    Shapes: w, g, m, v: all the same.
+    """
+    xp = get_array_module(w)
+    m += (1 - beta_1) * (g - m)                # running mean of the gradients
+    v += (1 - beta_2) * (g * g - v)            # running mean of their squares
+    w -= m / (xp.sqrt(v) + epsilon) * alpha
+
+
+def adam_step_fused(w, g, m, v, alpha, beta_1, beta_2, epsilon, tmp):
+    """``adam_step`` with every intermediate written into ``tmp`` (same shape): the same
+    operations in the same order, so the same numbers, without allocating. Adam runs once
+    per parameter per step, and the temporary arrays tripled its time."""
+    xp = get_array_module(w)
+    xp.subtract(g, m, out=tmp); tmp *= 1 - beta_1; m += tmp
+    xp.multiply(g, g, out=tmp); tmp -= v; tmp *= 1 - beta_2; v += tmp
+    xp.sqrt(v, out=tmp); tmp += epsilon; xp.divide(m, tmp, out=tmp); tmp *= alpha; w -= tmp
+
+
 class Adam(Optimizer):
     """Adam in Keras's folded form: the bias corrections are folded into the step
-    size, so epsilon is added to √v itself ("epsilon hat" in the Adam paper)."""
+    size, so epsilon is added to √v itself ("epsilon hat" in the Adam paper).
+    The update is ``adam_step``; training runs its allocation-free twin."""
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
     def update(self, i, w, g):
-        xp = get_array_module(w)
-        m, v, tmp = self.slot("m", i, w), self.slot("v", i, w), self.scratch(i, w)
         t = self.iterations
-        # The same three lines as   m += (1-β1)(g - m);  v += (1-β2)(g² - v);
-        # w -= α·m/(√v + ε),  written with out= so no temporary arrays are allocated:
-        # Adam runs once per parameter per step, and the allocations tripled its time.
-        xp.subtract(g, m, out=tmp); tmp *= 1 - self.beta_1; m += tmp
-        xp.multiply(g, g, out=tmp); tmp -= v; tmp *= 1 - self.beta_2; v += tmp
         alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        xp.sqrt(v, out=tmp); tmp += self.epsilon; xp.divide(m, tmp, out=tmp); tmp *= alpha; w -= tmp
+        adam_step_fused(w, g, self.slot("m", i, w), self.slot("v", i, w), alpha,
+                        self.beta_1, self.beta_2, self.epsilon, self.scratch(i, w))
 
 
 class RMSprop(Optimizer):
@@ -182,6 +227,8 @@ class Nadam(Optimizer):
     """Adam with Nesterov momentum, using Keras's momentum schedule
     u_t = β1·(1 - ½·0.96ᵗ) and the running product of the u_t."""
 
+    state_scalars = ("iterations", "_u_product")
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
@@ -203,9 +250,6 @@ class Nadam(Optimizer):
         v_hat = v / (1 - self.beta_2 ** t)
         w -= self.learning_rate * m_hat / (get_array_module(v).sqrt(v_hat) + self.epsilon)
 
-    def get_config(self):
-        return {k: v for k, v in super().get_config().items() if k != "_u_product"}
-
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad,
             "adadelta": Adadelta, "adamax": Adamax, "nadam": Nadam}
@@ -221,4 +265,8 @@ def get(identifier):
 
 
 def from_config(class_name, config):
-    return {cls.__name__: cls for cls in _BY_NAME.values()}[class_name](**config)
+    """The optimiser ``class_name`` ("Adam") built from ``get_config()``'s arguments."""
+    classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if class_name not in classes:
+        raise ValueError(f"unknown optimizer class {class_name!r}; minicnn has {sorted(classes)}")
+    return classes[class_name](**config)

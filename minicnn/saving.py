@@ -1,32 +1,55 @@
 """Saving and loading models as ``.npz`` archives, without pickle.
 
 - ``save_weights`` / ``load_weights``: every layer's arrays, named "000.conv2d.kernel".
-- ``save_model`` / ``load_model``: the same, plus the architecture and compile settings
-  as JSON text and the optimiser's state, so training can resume where it stopped.
+- ``save_model`` / ``read_model``: the same, plus the architecture and compile settings
+  as JSON text and the optimiser's state, so training can resume where it stopped
+  (``minicnn.models.load_model`` turns what ``read_model`` returns into a model).
 
-Files are written to a temporary name and renamed into place, so a crash mid-save
-leaves the previous file intact. Loading uses ``allow_pickle=False``: an archive
-can hold only plain arrays, never code.
+Files are written to a temporary file beside the target and renamed into place, so a
+crash mid-save leaves the previous file intact. Reading never unpickles, checks each
+array's header against the bytes stored before reading them, and reports every kind
+of damage as one exception, ``SavedFileError``.
 """
 import json
+import math
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from kernels.backend import to_numpy
+from .optimizers import Optimizer, from_config
 
 CONFIG_KEY = "__model_config__"
 OPTIMIZER_PREFIX = "__optimizer__"
 
 
+class SavedFileError(ValueError):
+    """A saved model or weights file is damaged or was not written by minicnn.
+
+    The message starts with the file's path and says what was wrong.
+    """
+
+
+# -- writing --------------------------------------------------------------------
 def atomic_save_npz(path, arrays):
-    """Write ``arrays`` (name -> array) to ``path`` via a temporary file and a rename."""
+    """Write ``arrays`` (name -> array) to ``path`` via a temporary file and a rename.
+
+    The temporary name is unique (two threads saving to one path do not collide) and
+    carries this process's id, so a later save can remove what a killed process left.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save {path}: the folder {path.parent} does not exist; "
+                                "create it first, e.g. os.makedirs(folder, exist_ok=True)")
+    remove_stale_temporaries(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                    suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
@@ -35,16 +58,22 @@ def atomic_save_npz(path, arrays):
         tmp.unlink(missing_ok=True)
 
 
-def read_npz(path):
-    """All arrays of an archive as a dict; a damaged file gives one clear error."""
+def remove_stale_temporaries(path):
+    """Delete ``.<name>.<pid>.*.tmp`` files beside ``path`` whose process no longer runs."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid):
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
-        raise ValueError(f"{path} is not a readable minicnn archive (truncated, corrupted or not "
-                         f"written by minicnn): {error}") from error
+        os.kill(pid, 0)                # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:            # it exists but belongs to someone else
+        return True
+    return True
 
 
 def weight_arrays(model):
@@ -58,41 +87,6 @@ def weight_arrays(model):
 
 def save_weights(model, path):
     atomic_save_npz(path, weight_arrays(model))
-
-
-def _by_position(arrays):
-    """{(layer index, weight name): array}; layer names may differ between models."""
-    out = {}
-    for key, value in arrays.items():
-        if not key.startswith("__"):
-            index, _layer_name, weight = key.split(".")
-            out[(int(index), weight)] = value
-    return out
-
-
-def load_weights(model, path, arrays=None):
-    """Copy saved arrays into the model, matched by position; checks count and shapes first."""
-    arrays = read_npz(path) if arrays is None else arrays
-    saved = _by_position(arrays)
-    if len(saved) != len(weight_arrays(model)):
-        raise ValueError(f"{path} holds {len(saved)} weight arrays but the model has "
-                         f"{len(weight_arrays(model))}; was it saved from a different architecture?")
-    for index, layer in enumerate(model.layers):
-        values = []
-        for weight, current in (*layer.params.items(), *layer.state.items()):
-            value = saved.get((index, weight))
-            if value is None:
-                raise ValueError(f"{path} has no {weight!r} for layer {index} ({layer.name!r})")
-            if value.shape != current.shape:
-                raise ValueError(f"{path}: layer {layer.name!r} weight {weight!r} has shape "
-                                 f"{current.shape} in the model but {value.shape} in the file")
-            values.append(value)
-        layer.set_weights(values)
-
-
-def layer_specs(model):
-    """[{"class_name": "Conv2D", "config": {…}}, …]: the architecture, layer by layer."""
-    return [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in model.layers]
 
 
 def rng_states(model):
@@ -112,34 +106,23 @@ def set_rng_states(model, config):
 
 
 def model_arrays(model):
-    """Everything ``save_model`` writes: weights, optimiser slots and the JSON description."""
-    from .optimizers import Optimizer
-    config = {"name": model.name, "dtype": model.dtype.name, "input_shape": model.input_shape,
-              "layers": layer_specs(model), **rng_states(model)}
+    """Everything ``save_model`` writes: weights, optimiser slots and the JSON description
+    (architecture, compile settings, the optimiser's scalars, the generators' states)."""
+    config = {**model.get_config(), **rng_states(model)}
     arrays = weight_arrays(model)
     if isinstance(model.optimizer, Optimizer):
         optimizer = model.optimizer
+        scalars, slots = optimizer.get_state()
         config["compile"] = {
             "optimizer": {"class_name": type(optimizer).__name__, "config": optimizer.get_config(),
-                          "iterations": optimizer.iterations,
-                          "extra": {k: v for k, v in vars(optimizer).items() if k == "_u_product"}},
+                          "state": scalars},
             "loss": model.loss.name,
             "metrics": [name for name, _ in model.metrics],
         }
-        for (slot, index), value in optimizer.slots.items():
+        for (slot, index), value in slots.items():
             arrays[f"{OPTIMIZER_PREFIX}.{slot}.{index}"] = to_numpy(value)
     arrays[CONFIG_KEY] = np.array(json.dumps(config))
     return arrays
-
-
-def set_optimizer_state(optimizer, spec, arrays, dtype):
-    """Step count, Nadam's running product and the slots saved by ``model_arrays``."""
-    optimizer.iterations = spec["iterations"]
-    vars(optimizer).update(spec["extra"])
-    for key, value in arrays.items():
-        if key.startswith(OPTIMIZER_PREFIX):
-            _, slot, index = key.split(".")
-            optimizer.slots[(slot, int(index))] = value.astype(dtype)
 
 
 def save_model(model, path):
@@ -147,28 +130,117 @@ def save_model(model, path):
     atomic_save_npz(path, model_arrays(model))
 
 
-def load_model(path):
-    """Rebuild a model saved with ``model.save(path)``, ready to predict or resume training."""
-    from .layers import LAYER_CLASSES
-    from .models import Sequential
-    from .optimizers import from_config
+# -- reading --------------------------------------------------------------------
+def read_npz(path):
+    """All arrays of an archive as a dict; any damage gives one SavedFileError."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            arrays = {}
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    arrays[info.filename.removesuffix(".npy")] = _read_npy(member, info)
+            return arrays
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except SavedFileError as error:
+        raise SavedFileError(f"{path}: {error}") from error
+    # zipfile and NumPy's header parser fail in many ways on damaged bytes (BadZipFile,
+    # NotImplementedError, RuntimeError, SyntaxError, zlib.error, ...): one message for all.
+    except Exception as error:  # noqa: BLE001
+        raise SavedFileError(f"{path} is not a readable minicnn archive (truncated, corrupted or "
+                             f"not written by minicnn): {type(error).__name__}: {error}") from error
+
+
+def _read_npy(member, info):
+    """One ``.npy`` member: the header is checked against the stored size before any data is read."""
+    version = np.lib.format.read_magic(member)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise SavedFileError(f"{info.filename} has .npy format version {version}, not 1.0 or 2.0")
+    shape, fortran_order, dtype = read_header(member)
+    if dtype.hasobject:
+        raise SavedFileError(f"{info.filename} holds Python objects; minicnn stores plain "
+                             "numbers only and never unpickles")
+    size = math.prod(shape) * dtype.itemsize
+    data = member.read(size + 1)       # reaching the end makes zipfile check the CRC
+    if len(data) != size:
+        raise SavedFileError(f"{info.filename}: the header declares shape {shape} of {dtype} "
+                             f"({size} bytes) but {len(data)} bytes follow")
+    order = "F" if fortran_order else "C"
+    return np.frombuffer(data, dtype).reshape(shape, order=order).copy()
+
+
+def read_model(path):
+    """(config, weights, optimizer slots) of a file written by ``save_model``.
+
+    config: the JSON description (architecture, "rng_state", "compile" when compiled);
+    weights: {key: array} as ``load_weights`` takes them; slots: {(slot, index): array}.
+    """
     arrays = read_npz(path)
     if CONFIG_KEY not in arrays:
-        raise ValueError(f"{path} holds weights only (save_weights); rebuild the model in code "
-                         "and call model.load_weights(path), or save with model.save(path)")
+        raise SavedFileError(f"{path} holds weights only (save_weights); rebuild the model in code "
+                             "and call model.load_weights(path), or save with model.save(path)")
     try:
         config = json.loads(str(arrays.pop(CONFIG_KEY)))
-        model = Sequential(name=config["name"], dtype=config["dtype"])
-        model.input_shape = tuple(config["input_shape"])
-        for spec in config["layers"]:
-            model.add(LAYER_CLASSES[spec["class_name"]](**spec["config"]))
-        set_rng_states(model, config)
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: the model description is damaged: {error}") from error
-    load_weights(model, path, {k: v for k, v in arrays.items() if not k.startswith(OPTIMIZER_PREFIX)})
-    if "compile" in config:
-        spec = config["compile"]
-        optimizer = from_config(spec["optimizer"]["class_name"], spec["optimizer"]["config"])
-        set_optimizer_state(optimizer, spec["optimizer"], arrays, model.dtype)
-        model.compile(optimizer=optimizer, loss=spec["loss"], metrics=spec["metrics"])
-    return model
+        slots = {}
+        for key in [k for k in arrays if k.startswith(OPTIMIZER_PREFIX + ".")]:
+            _, slot, index = key.split(".")
+            slots[(slot, int(index))] = arrays.pop(key)
+    except ValueError as error:
+        raise SavedFileError(f"{path}: the model description is damaged: {error}") from error
+    if not isinstance(config, dict):
+        raise SavedFileError(f"{path}: the model description is not a JSON object")
+    return config, arrays, slots
+
+
+def _by_position(path, arrays):
+    """{(layer index, weight name): array}; layer names may differ between models (and hold dots)."""
+    out = {}
+    for key, value in arrays.items():
+        index, _, rest = key.partition(".")
+        weight = rest.rpartition(".")[2]
+        if not index.isdigit() or not weight:
+            raise SavedFileError(f"{path}: {key!r} is not a weight name like '000.conv2d.kernel'")
+        out[(int(index), weight)] = value
+    return out
+
+
+def load_weights(model, path, arrays=None):
+    """Copy saved arrays into the model, matched by position; checks count and shapes first."""
+    arrays = read_npz(path) if arrays is None else arrays
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("__")}
+    saved = _by_position(path, arrays)
+    expected = len(weight_arrays(model))
+    if len(saved) != expected:
+        raise ValueError(f"{path} holds {len(saved)} weight arrays but the model has "
+                         f"{expected}; was it saved from a different architecture?")
+    for index, layer in enumerate(model.layers):
+        values = []
+        for weight, current in (*layer.params.items(), *layer.state.items()):
+            value = saved.get((index, weight))
+            if value is None:
+                raise ValueError(f"{path} has no {weight!r} for layer {index} ({layer.name!r})")
+            if value.shape != current.shape:
+                raise ValueError(f"{path}: layer {layer.name!r} weight {weight!r} has shape "
+                                 f"{current.shape} in the model but {value.shape} in the file")
+            values.append(value)
+        layer.set_weights(values)
+
+
+def set_optimizer_state(optimizer, model, path, spec, slots):
+    """Give ``optimizer`` the saved scalars and slots, checking each slot against its parameter."""
+    params = model._trainable()[0]
+    for (slot, index), value in slots.items():
+        if not 0 <= index < len(params) or value.shape != params[index].shape:
+            wanted = params[index].shape if 0 <= index < len(params) else "no such parameter"
+            raise SavedFileError(f"{path}: optimizer slot {slot!r} of parameter {index} has shape "
+                                 f"{value.shape}; the parameter's is {wanted}")
+    optimizer.set_state(spec["state"], {key: value.astype(model.dtype) for key, value in slots.items()})
+
+
+def restore_optimizer(model, path, spec, slots):
+    """Build the saved optimiser and give it its state (``set_optimizer_state``)."""
+    optimizer = from_config(spec["class_name"], spec["config"])
+    set_optimizer_state(optimizer, model, path, spec, slots)
+    return optimizer

@@ -68,13 +68,6 @@ def preserved_training_state(model):
             layer._cache = cache
 
 
-def loss_gradient(model, y, y_pred):
-    """dLoss/d(model output), as ``fit`` computes it (fused with softmax when compiled so)."""
-    if getattr(model.layers[-1], "fused_with_loss", False):
-        return model.loss.logits_gradient(y, y_pred)
-    return model.loss.gradient(y, y_pred)
-
-
 def activation_stats(layer, y):
     """act_mean, act_std and, for tanh/sigmoid/relu layers, saturated or dead_relu.
 
@@ -87,7 +80,7 @@ def activation_stats(layer, y):
         stats["saturated"] = float((xp.abs(y) > 0.99).mean())
     elif isinstance(activation, Sigmoid):
         stats["saturated"] = float(((y < 0.01) | (y > 0.99)).mean())
-    elif isinstance(activation, ReLU) and not getattr(layer, "fused_with_loss", False):
+    elif isinstance(activation, ReLU):
         # A unit (one position of the output, batch axis aside) is dead when no sample
         # makes it positive; "<= 0" also covers leaky relus that never turn on.
         stats["dead_relu"] = float((y <= 0).all(axis=0).mean())
@@ -126,7 +119,7 @@ class LayerStatistics(Callback):
                 x = layer.forward(x, training=True)
                 for stat, value in activation_stats(layer, x).items():
                     values[stat_key(layer.name, stat)] = value
-            model.backward(loss_gradient(model, y, x))
+            model.backward_from_loss(y, x, need_input_grad=True)   # the gradients fit sees
             for layer in model.layers:
                 if layer.grads:
                     values[stat_key(layer.name, "grad_norm")] = gradient_norm(layer)

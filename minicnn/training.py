@@ -5,6 +5,7 @@ Kept apart from models.py so each file reads in one sitting; ``Sequential`` inhe
 import dataclasses
 import itertools
 import math
+import numbers
 
 import numpy as np
 
@@ -30,6 +31,35 @@ class EpochProgress:
         return {key: total / self.seen for key, total in self.totals.items()}
 
 
+def check_batch_size(batch_size):
+    """Keras's default of 32 for None; otherwise a positive integer, or a clear error."""
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (or None for 32), got {batch_size!r}")
+    return int(batch_size)
+
+
+def check_validation_split(validation_split):
+    if (isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real)
+            or not 0 <= validation_split < 1):
+        raise ValueError("validation_split is the fraction of the samples held out for "
+                         f"validation, a number in [0, 1) such as 0.1; got {validation_split!r}")
+
+
+def unpack_validation_data(validation_data):
+    """(x_val, y_val) from Keras's forms (x_val, y_val) or (x_val, y_val, None)."""
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3 \
+            and validation_data[2] is None:
+        validation_data = validation_data[:2]
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        what = (f"a sequence of {len(validation_data)} items" if isinstance(validation_data, (tuple, list))
+                else type(validation_data).__name__)
+        raise ValueError(f"validation_data must be a tuple (x_val, y_val); got {what}. minicnn does "
+                         "not weight validation samples, so a third item must be None.")
+    return validation_data
+
+
 class TrainingLoop:
     """``fit`` and its helpers; the model supplies _prepare, _as_batch, _train_step, evaluate."""
 
@@ -45,11 +75,15 @@ class TrainingLoop:
         n-th epoch only. Returns a ``History`` (also kept as ``model.history``).
         """
         self._require_compiled("fit")
-        batch_size = batch_size or 32
+        batch_size = check_batch_size(batch_size)
         if int(validation_freq) < 1:
             raise ValueError(f"validation_freq is a number of epochs, at least 1; got {validation_freq}")
         if isinstance(x, np.ndarray) or backend.is_gpu(x) or isinstance(x, (list, tuple)):
+            if y is None:
+                raise ValueError("fit(x, y) needs the targets y as well; got y=None. (Only a "
+                                 "generator of (x, y) batches is passed without y.)")
             x, y = self._prepare(x, y, "fit")
+            check_validation_split(validation_split)
             weights = self._sample_weights(y, sample_weight, class_weight)
             if validation_split:
                 if validation_data is not None:
@@ -66,9 +100,13 @@ class TrainingLoop:
             if y is not None or sample_weight is not None or class_weight is not None:
                 raise ValueError("when x is a generator of (x, y) batches, leave y, sample_weight "
                                  "and class_weight None")
-            steps, epoch_batches = self._generator_batches(x, steps_per_epoch)
+            steps, source_batches = self._generator_batches(x, steps_per_epoch)
+            # Every batch gets the checks fit(x, y) gives whole arrays (label range, shapes).
+            epoch_batches = lambda: (self._prepare(xb, yb, "fit (a generator's batch)")
+                                     for xb, yb in source_batches())
         if validation_data is not None:
-            validation_data = self._prepare(*validation_data, what="fit (validation_data)")
+            validation_data = self._prepare(*unpack_validation_data(validation_data),
+                                            what="fit (validation_data)")
 
         history = self.history = History()
         params = {"epochs": epochs, "steps": steps, "verbose": verbose}

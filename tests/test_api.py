@@ -241,3 +241,18 @@ def test_training_backward_skips_unused_input_gradients_only(rng):
     assert model.backward(dy, need_input_grad=False) is None
     for got, want in zip((g for layer in model.layers for g in layer.grads.values()), full):
         np.testing.assert_array_equal(got, want)
+
+
+def test_lambda_callback_calls_each_hook_with_keras_arguments(rng):
+    x, y = small_problem(rng, n=32)
+    calls = []
+    hooks = callbacks.LambdaCallback(
+        on_train_begin=lambda logs=None: calls.append(("train_begin",)),
+        on_epoch_end=lambda epoch, logs: calls.append(("epoch_end", epoch, sorted(logs))),
+        on_train_batch_end=lambda batch, logs: calls.append(("batch_end", batch)))
+    mlp().fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[hooks])
+    assert calls == [("train_begin",), ("batch_end", 0), ("batch_end", 1),
+                     ("epoch_end", 0, ["accuracy", "loss"]), ("batch_end", 0), ("batch_end", 1),
+                     ("epoch_end", 1, ["accuracy", "loss"])]
+    with pytest.raises(ValueError, match="'on_epoch_finish' is not a callback hook"):
+        callbacks.LambdaCallback(on_epoch_finish=print)

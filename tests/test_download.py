@@ -9,6 +9,7 @@ import http.server
 import io
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from minicnn.datasets import DatasetNotFoundError, cifar10, mnist
 from minicnn.datasets import _download
 from minicnn.datasets._download import DownloadError, ProgressBar, fetch
-from test_datasets import IDX_NAMES, idx_bytes, write_cifar10
+from dataset_files import IDX_NAMES, idx_bytes, write_cifar10
 
 PAYLOAD = bytes(range(256)) * 300          # 76.8 kB: several chunks, so the bar moves
 
@@ -32,6 +33,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.path in server.drip:           # a mirror that sends one byte at a time, slowly
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.02)
+            return
         if self.path in server.truncate:
             self.wfile.write(body[: len(body) // 2])   # then hang up: a cut-off transfer
             self.close_connection = True
@@ -46,7 +53,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server():
     """A live mirror at ``server.url`` ("http://127.0.0.1:PORT/"); stopped after the test."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.truncate, httpd.requests = {}, set(), []
+    httpd.files, httpd.truncate, httpd.drip, httpd.requests = {}, set(), set(), []
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -210,3 +217,20 @@ def test_progress_bar_draws_keras_like_line():
     bar.close()
     last = stream.getvalue().strip().split("\r")[-1]
     assert last == "file.gz  1.0/2.0 MB [=====>....] 50%"
+
+
+@pytest.mark.parametrize("limits, words", [
+    ({"DEADLINE_S": 0.3}, "gave up after"),
+    ({"RATE_GRACE_S": 0.2, "MIN_RATE_BYTES_S": 1000}, "too slow"),
+])
+def test_dripping_mirror_is_abandoned_and_leaves_no_folder(server, tmp_path, monkeypatch, limits, words):
+    server.files["/train-images-idx3-ubyte.gz"] = PAYLOAD
+    server.drip.add("/train-images-idx3-ubyte.gz")
+    use_mirrors(monkeypatch, "mnist", server.url)
+    for name, value in limits.items():
+        monkeypatch.setattr(_download, name, value)
+    started = time.monotonic()
+    with pytest.raises(DatasetNotFoundError, match=words):
+        mnist.load_data(root=tmp_path / "empty")
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "cache").exists()       # no empty cache folder after the failure

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from minicnn import Sequential, optimizers
-from minicnn.layers import Conv2D, Dense, Flatten
+from minicnn.layers import (Conv2D, Dense, Flatten, GlobalAveragePooling2D, MaxPooling2D,
+                            ZeroPadding2D)
 
 
 def test_dense_on_images_says_add_flatten():
@@ -102,3 +103,60 @@ def test_unknown_names_list_the_choices():
         Dense(3, kernel_initializer="glorot")
     with pytest.raises(ValueError, match="same"):
         Conv2D(3, 3, padding="full")
+
+
+@pytest.mark.parametrize("filters", [0, -2, 2.5])
+def test_conv2d_filters_must_be_a_positive_integer(filters):
+    with pytest.raises(ValueError, match=rf"filters .* positive integer, such as 32; got {filters}"):
+        Conv2D(filters, 3)
+
+
+def test_numpy_integers_are_integers():
+    layer = Conv2D(np.int64(4), kernel_size=np.int64(3), strides=np.int32(1))
+    assert layer.kernel_size == (3, 3) and layer.filters == 4
+    Sequential([ZeroPadding2D(np.int64(1), input_shape=(4, 4, 1)), MaxPooling2D(np.int64(2))])
+
+
+@pytest.mark.parametrize("padding", [-1, (1, -1), ((1, 2), (0,)), "same"])
+def test_zero_padding_must_be_counts(padding):
+    with pytest.raises(ValueError, match=r"ZeroPadding2D padding .* integer >= 0"):
+        ZeroPadding2D(padding)
+
+
+def test_global_average_pooling_on_a_flat_input():
+    with pytest.raises(ValueError, match=r"GlobalAveragePooling2D .*\(None, 16\).*after a Conv2D"):
+        Sequential([Dense(16, input_shape=(8,)), GlobalAveragePooling2D()])
+
+
+def compiled_mlp():
+    model = Sequential([Dense(3, activation="softmax", input_shape=(4,))])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_fit_without_targets_says_so():
+    with pytest.raises(ValueError, match="needs the targets y as well; got y=None"):
+        compiled_mlp().fit(np.zeros((4, 4)), None, verbose=0)
+
+
+def test_validation_data_with_three_items():
+    x, y = np.zeros((4, 4)), np.zeros(4, int)
+    compiled_mlp().fit(x, y, validation_data=(x, y, None), verbose=0)   # Keras's form, no weights
+    with pytest.raises(ValueError, match=r"validation_data must be a tuple \(x_val, y_val\)"):
+        compiled_mlp().fit(x, y, validation_data=(x, y, np.ones(4)), verbose=0)
+
+
+@pytest.mark.parametrize("split", ["abc", 1.5, -0.1])
+def test_validation_split_must_be_a_fraction(split):
+    with pytest.raises(ValueError, match=r"validation_split .* in \[0, 1\)"):
+        compiled_mlp().fit(np.zeros((4, 4)), np.zeros(4, int), validation_split=split, verbose=0)
+
+
+@pytest.mark.parametrize("labels, words", [
+    (np.array([0, 1, np.nan, 2]), "nan"),
+    (np.array(["cat", "dog", "cat", "dog"]), "Map class names to integers"),
+    (np.array([0, 1.5, 2, 1]), "1.5"),
+])
+def test_sparse_labels_that_are_not_class_numbers(labels, words):
+    with pytest.raises(ValueError, match=words):
+        compiled_mlp().fit(np.zeros((4, 4)), labels, verbose=0)

@@ -77,7 +77,7 @@ def test_a_softmax_lambda_still_pairs_with_cross_entropy():
     model = models.Sequential([layers.Dense(3, activation=lambda x: activations.softmax(x),
                                             input_shape=(4,))])
     model.compile("sgd", "categorical_crossentropy")
-    assert model.layers[-1].fused_with_loss
+    assert model._fuses_softmax()      # the training step differentiates softmax + CE together
 
 
 def test_any_elementwise_function_trains_and_summary_names_the_method():

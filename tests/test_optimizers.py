@@ -40,11 +40,14 @@ def hand_adam(lr=0.001, b1=0.9, b2=0.999, eps=1e-7):
     return run_by_hand(step, m=0.0, v=0.0)
 
 
-def hand_rmsprop(lr=0.001, rho=0.9, eps=1e-7):
+def hand_rmsprop(lr=0.001, rho=0.9, eps=1e-7, momentum=0.0, centered=False):
     def step(w, g, t, s):
         s["v"] = rho * s["v"] + (1 - rho) * g * g
-        return w - lr * g / math.sqrt(s["v"] + eps)
-    return run_by_hand(step, v=0.0)
+        s["mean_g"] = rho * s["mean_g"] + (1 - rho) * g
+        denominator = s["v"] - s["mean_g"] ** 2 * centered + eps
+        s["m"] = momentum * s["m"] + lr * g / math.sqrt(denominator)
+        return w - s["m"]
+    return run_by_hand(step, v=0.0, mean_g=0.0, m=0.0)
 
 
 def hand_adagrad(lr=0.001, init=0.1, eps=1e-7):
@@ -89,6 +92,10 @@ CASES = [
     ("sgd_nesterov", optimizers.SGD(0.1, momentum=0.9, nesterov=True), hand_sgd(0.1, 0.9, True)),
     ("adam", optimizers.Adam(), hand_adam()),
     ("rmsprop", optimizers.RMSprop(), hand_rmsprop()),
+    ("rmsprop_centered", optimizers.RMSprop(0.01, centered=True), hand_rmsprop(0.01, centered=True)),
+    ("rmsprop_momentum", optimizers.RMSprop(0.01, momentum=0.8), hand_rmsprop(0.01, momentum=0.8)),
+    ("rmsprop_both", optimizers.RMSprop(0.01, momentum=0.8, centered=True),
+     hand_rmsprop(0.01, momentum=0.8, centered=True)),
     ("adagrad", optimizers.Adagrad(), hand_adagrad()),
     ("adadelta", optimizers.Adadelta(), hand_adadelta()),
     ("adamax", optimizers.Adamax(), hand_adamax()),
@@ -121,3 +128,18 @@ def test_string_names_give_keras_defaults_and_update_in_place(name):
 def test_unknown_optimizer_name_lists_choices():
     with pytest.raises(ValueError, match="adam"):
         optimizers.get("adamw_typo")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_step_equals_the_readable_one(dtype):
+    from minicnn.optimizers import adam_step, adam_step_fused
+    rng = np.random.default_rng(0)
+    w, g, m = (rng.standard_normal((7, 5)).astype(dtype) for _ in range(3))
+    v = rng.random((7, 5)).astype(dtype)
+    readable = [a.copy() for a in (w, g, m, v)]
+    fused = [a.copy() for a in (w, g, m, v)]
+    for step in range(3):
+        adam_step(*readable, 0.01, 0.9, 0.999, 1e-7)
+        adam_step_fused(*fused, 0.01, 0.9, 0.999, 1e-7, np.empty_like(w))
+    for got, want in zip(fused, readable):
+        np.testing.assert_array_equal(got, want)

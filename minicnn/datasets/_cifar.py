@@ -92,11 +92,19 @@ def parse_batch(raw, source, label_key):
     if labels.shape != (data.shape[0],):
         raise DatasetFormatError(
             f"{source}: {data.shape[0]} image rows but {labels.size} entries in {label_key!r}")
+    if labels.size and labels.dtype.kind not in "iu":   # 3.7 or NaN would otherwise load as 3 or 0
+        example = labels.reshape(-1)[:1].tolist()
+        raise DatasetFormatError(f"{source}: {label_key!r} should hold whole-number class labels, "
+                                 f"got {labels.dtype} values such as {example}")
     if labels.size and (labels.min() < 0 or labels.max() > 255):
         raise DatasetFormatError(f"{source}: labels outside 0-255 in {label_key!r}")
     # Rows are channel-planar (3, 32, 32); Keras and minicnn want NHWC.
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return x, labels.astype(np.uint8)
+
+
+# A CIFAR batch is 10000 rows of 3072 bytes plus labels and names: about 31 MB.
+MAX_BATCH_BYTES = 64 << 20
 
 
 def _read_folder(folder, names):
@@ -112,6 +120,10 @@ def _read_archive(archive, folder_name, names):
             for member in tar:
                 name = Path(member.name).name
                 if member.isfile() and name in names and Path(member.name).parent.name == folder_name:
+                    if member.size > MAX_BATCH_BYTES:   # checked before reading: no gzip bombs
+                        raise DatasetFormatError(
+                            f"{archive}: {member.name} claims {member.size} bytes; a CIFAR batch "
+                            f"holds about 31 MB")
                     found[name] = (tar.extractfile(member).read(), f"{archive}:{member.name}")
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DatasetFormatError(f"{archive}: corrupt or truncated archive ({err})") from err

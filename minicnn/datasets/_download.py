@@ -31,6 +31,12 @@ from ._errors import DatasetNotFoundError
 from ._paths import offline
 
 TIMEOUT_S = 15          # per connection attempt and per read; mirrors are either fast or dead
+# A mirror that drips bytes never trips the per-read timeout, so a whole download also
+# has a deadline and, after a grace period, a minimum average rate (163 MiB of CIFAR
+# at 50 kB/s is under an hour; anything slower is better fetched by hand).
+DEADLINE_S = 3600
+MIN_RATE_BYTES_S = 50_000
+RATE_GRACE_S = 30
 CHUNK_BYTES = 1 << 16
 USER_AGENT = "minicnn-datasets/0.1 (python urllib)"
 
@@ -110,6 +116,7 @@ def fetch(dataset, filename, dest_dir):
     dest = Path(dest_dir) / filename
     if dest.is_file():
         return dest
+    created = [folder for folder in (dest.parent, *dest.parent.parents) if not folder.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     expected = SHA256[dataset][filename]
     urls = [base + filename for base in mirrors_for(dataset)]
@@ -122,6 +129,9 @@ def fetch(dataset, filename, dest_dir):
             failures.append(f"{url}: {err}")
             if i + 1 < len(urls):
                 print(f"minicnn: {url} failed ({err}); trying {urls[i + 1]}", file=sys.stderr)
+    for folder in created:             # innermost first: leave no empty cache folders behind
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     raise DownloadError("all mirrors failed:\n    " + "\n    ".join(failures))
 
 
@@ -154,20 +164,31 @@ def _stream(request, out):
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         bar = ProgressBar(total, label=request.full_url.rsplit("/", 1)[-1])
-        done = 0
+        done, start = 0, time.monotonic()
         while True:
-            chunk = response.read(CHUNK_BYTES)
+            chunk = response.read1(CHUNK_BYTES)   # read1: returns what has arrived, so checks run
             if not chunk:
                 break
             sha.update(chunk)
             out.write(chunk)
             done += len(chunk)
             bar.update(done)
+            _check_progress(done, time.monotonic() - start)
         bar.close()
     # http.client returns b"" rather than raising when a server hangs up early.
     if total is not None and done != total:
         raise DownloadError(f"transfer cut short: {done} of {total} bytes")
     return sha.hexdigest()
+
+
+def _check_progress(done, elapsed):
+    """Give up on a mirror past the deadline, or too slow once the grace period is over."""
+    if elapsed > DEADLINE_S:
+        raise DownloadError(f"gave up after {elapsed:.0f} s ({done} bytes received); the "
+                            f"deadline is {DEADLINE_S} s")
+    if elapsed > RATE_GRACE_S and done / elapsed < MIN_RATE_BYTES_S:
+        raise DownloadError(f"too slow: {done / elapsed / 1000:.1f} kB/s over {elapsed:.0f} s, "
+                            f"below the minimum of {MIN_RATE_BYTES_S / 1000:.0f} kB/s")
 
 
 def _describe(err):
@@ -217,17 +238,31 @@ class ProgressBar:
 
 
 def missing_files_message(dataset, filenames, searched, reason, hint=""):
-    """Tell the user exactly which files to put where, with their checksums."""
+    """Tell the user exactly which files to put where, with their checksums, in one message."""
     lines = [f"minicnn could not find the {dataset} files and could not download them ({reason}).",
-             "Download these files yourself:"]
+             "Folders searched:"]
+    lines += [f"    {folder}" for folder in searched]
+    lines += ["To fix it, download these files yourself:"]
     for name in filenames:
         sha = SHA256.get(dataset, {}).get(name, "")
+        urls = "  or  ".join(base + name for base in mirrors_for(dataset))
         lines.append(f"    {name}  sha256 {sha}" if sha else f"    {name}")
-    lines.append("from one of:")
-    lines += [f"    {base}" for base in mirrors_for(dataset)]
-    lines.append("and put them in one of these folders (or pass root= to load_data):")
-    lines += [f"    {folder}" for folder in searched]
+        lines.append(f"        from {urls}")
+    layout = EXPECTED_LAYOUT.get(dataset, f"{dataset}/<file>")
+    lines += ["and put them under the folder named by MINICNN_DATA (or pass root= to load_data) as",
+              f"    $MINICNN_DATA/{layout}",
+              "or in the cache folder searched above.",
+              "MINICNN_OFFLINE=1 forbids downloads"
+              + ("; it is set now: unset it to let minicnn download." if offline() else ".")]
     if hint:
         lines.append(hint)
     return "\n".join(lines)
 
+
+# Where each data set's files go under a data root, for the message above.
+EXPECTED_LAYOUT = {
+    "mnist": "mnist/train-images-idx3-ubyte.gz (and the other three)",
+    "fashion-mnist": "fashion-mnist/train-images-idx3-ubyte.gz (and the other three)",
+    "cifar-10": "cifar-10-python.tar.gz",
+    "cifar-100": "cifar-100-python.tar.gz",
+}

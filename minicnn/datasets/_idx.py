@@ -12,6 +12,7 @@ be re-gzipped (so their checksum differs from the official one), hence the
 careful header and size checks here instead of a hash.
 """
 import gzip
+import math
 import zlib
 
 import numpy as np
@@ -28,39 +29,66 @@ FILES = {
 }
 
 
-def read_idx(path):
+def read_idx(path, shape=None):
     """Read one IDX file (gzipped or not) into a NumPy array in native byte order.
+
+    The header is read and checked first, then exactly the bytes it declares (in
+    chunks, straight into the array), so a gzip bomb or a header claiming 10^12
+    values costs no memory. ``shape``, when given, must match the header's.
 
     Raises DatasetFormatError naming ``path`` for a truncated or corrupt file.
     """
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        raise DatasetFormatError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
-    ndim = raw[3]
-    header_len = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header_len:
-        raise DatasetFormatError(f"{path}: IDX header is truncated or has {ndim} dimensions")
-    shape = tuple(int(v) for v in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header_len != expected:
+    with _open_maybe_gzipped(path) as f:
+        try:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_DTYPES:
+                raise DatasetFormatError(f"{path}: not an IDX file (bad magic number {magic.hex()})")
+            ndim = magic[3]
+            dims = f.read(4 * ndim)
+            if ndim == 0 or len(dims) < 4 * ndim:
+                raise DatasetFormatError(f"{path}: IDX header is truncated or has {ndim} dimensions")
+            header_shape = tuple(int(v) for v in np.frombuffer(dims, ">u4"))
+            if shape is not None and header_shape != tuple(shape):
+                raise DatasetFormatError(f"{path}: header declares shape {header_shape}, "
+                                         f"expected {tuple(shape)}")
+            dtype = np.dtype(IDX_DTYPES[magic[2]])
+            expected = math.prod(header_shape) * dtype.itemsize   # Python ints: no overflow
+            if expected > MAX_BYTES:
+                raise DatasetFormatError(f"{path}: header declares shape {header_shape} "
+                                         f"({expected} bytes), more than any data set minicnn reads")
+            data = np.empty(expected, np.uint8)
+            got = _read_into(f, data)
+            extra = len(f.read(1))
+        except (EOFError, OSError, zlib.error) as err:
+            raise DatasetFormatError(f"{path}: corrupt or truncated gzip data ({err})") from err
+    if got != expected or extra:
+        held = f"{got} bytes" if not extra else "more"
         raise DatasetFormatError(
-            f"{path}: header promises shape {shape} ({expected} bytes of data) "
-            f"but the file holds {len(raw) - header_len} bytes; it is truncated or corrupt")
-    data = np.frombuffer(raw, dtype, offset=header_len).reshape(shape)
-    return data.astype(dtype.newbyteorder("="))   # copy: native order and writable
+            f"{path}: header promises shape {header_shape} ({expected} bytes of data) "
+            f"but the file holds {held}; it is truncated or corrupt")
+    return data.view(dtype).reshape(header_shape).astype(dtype.newbyteorder("="))
 
 
-def _read_bytes(path):
-    """The file's bytes, gunzipped when it starts with the gzip magic number."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as err:
-        raise DatasetFormatError(f"{path}: corrupt or truncated gzip data ({err})") from err
+# The largest IDX payload accepted: MNIST's training images are 47 MB.
+MAX_BYTES = 1 << 30
+
+
+def _open_maybe_gzipped(path):
+    """A binary file object, decompressing on the fly when the file starts with gzip's magic."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _read_into(f, buffer, chunk=1 << 20):
+    """Fill ``buffer`` (a uint8 array) from ``f`` chunk by chunk; returns the bytes read."""
+    view, done = memoryview(buffer), 0
+    while done < len(buffer):
+        n = f.readinto(view[done:done + chunk])
+        if not n:
+            break
+        done += n
+    return done
 
 
 def load_idx_dataset(subdir, root, split_sizes, num_classes=10, extra_dirs=()):
@@ -93,7 +121,7 @@ def load_idx_dataset(subdir, root, split_sizes, num_classes=10, extra_dirs=()):
 def _load_split(paths, split, size, num_classes):
     """Read and cross-check one split's image and label files."""
     image_path, label_path = (paths[name] for name in FILES[split])
-    images, labels = read_idx(image_path), read_idx(label_path)
+    images, labels = read_idx(image_path, (size, 28, 28)), read_idx(label_path, (size,))
     if images.dtype != np.uint8 or images.shape != (size, 28, 28):
         raise DatasetFormatError(
             f"{image_path}: expected uint8 images of shape {(size, 28, 28)}, "

@@ -25,7 +25,9 @@ class Layer:
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.output_shape = None
         self.dtype = np.float32
-        # False when nothing uses dx (a model's first layer while training): backward may skip it.
+        # False only during a training backward that needs no dx below this layer (the
+        # model's first weighted layer): backward may skip it. The model sets it for one
+        # call and puts it back, so a layer's own backward(dy) always returns dx.
         self.needs_input_grad = True
         # The model hands every layer its generator, so one seed drives everything.
         self.rng = np.random.default_rng()
@@ -113,9 +115,10 @@ class Layer:
 class ActivationMixin:
     """For layers that end in an activation (Dense, Conv2D, Activation).
 
-    When the model ends in softmax and trains with a cross-entropy loss, ``compile``
-    sets ``fused_with_loss``: the loss then hands back dL/dz directly ((p - t)/N),
-    so backward must not apply the softmax derivative a second time.
+    When the model ends in softmax and trains with a cross-entropy loss, the training
+    step sets ``fused_with_loss`` for the duration of one backward: the loss then hands
+    back dL/dz directly ((p - t)/N), so backward must not apply the softmax derivative
+    a second time. Outside that call it is False and backward is the true derivative.
     """
 
     fused_with_loss = False

@@ -1,17 +1,41 @@
 """Conv2D and ZeroPadding2D. The convolution math lives in ``kernels``."""
+import numbers
+
 import kernels
 from kernels.backend import get_array_module
 from .base import ActivationMixin, Layer, WeightsMixin
 
 
+def is_int(value):
+    """True for Python and NumPy integers (np.int64(3) is as good as 3), not for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def pair(value, what):
     """3 -> (3, 3); (2, 3) stays; anything else is an error naming the argument."""
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ValueError(f"{what} must be a positive int or a pair of them, got {value!r}")
-    return value
+    values = (value, value) if is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(values) != 2 or not all(is_int(v) and v > 0 for v in values):
+        raise ValueError(f"{what} must be a positive integer or a pair of them, such as 3 or "
+                         f"(3, 3); got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def zero_padding(padding):
+    """1 -> ((1, 1), (1, 1)); (1, 2) -> ((1, 1), (2, 2)); ((top, bottom), (left, right)) stays."""
+    def is_pair(p, test):
+        return isinstance(p, (tuple, list)) and len(p) == 2 and all(test(v) for v in p)
+
+    def is_count(v):
+        return is_int(v) and v >= 0
+
+    spec = (padding, padding) if is_int(padding) else padding
+    if is_pair(spec, is_int):
+        spec = tuple((p, p) for p in spec)
+    if not is_pair(spec, lambda p: is_pair(p, is_count)):
+        raise ValueError("ZeroPadding2D padding is the number of zero rows/columns to add: an "
+                         "integer >= 0, (rows, cols), or ((top, bottom), (left, right)); "
+                         f"got {padding!r}")
+    return tuple(tuple(int(v) for v in p) for p in spec)
 
 
 def check_padding(padding):
@@ -33,6 +57,9 @@ class Conv2D(ActivationMixin, WeightsMixin, Layer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, name=None, input_shape=None):
         super().__init__(name, input_shape)
+        if not is_int(filters) or filters <= 0:
+            raise ValueError(f"Conv2D filters is the number of output channels and must be a "
+                             f"positive integer, such as 32; got {filters!r}")
         self.filters = int(filters)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
@@ -92,11 +119,7 @@ class ZeroPadding2D(Layer):
 
     def __init__(self, padding=(1, 1), name=None, input_shape=None):
         super().__init__(name, input_shape)
-        if isinstance(padding, int):
-            padding = ((padding, padding), (padding, padding))
-        elif all(isinstance(p, int) for p in padding):
-            padding = ((padding[0], padding[0]), (padding[1], padding[1]))
-        self.padding = tuple(tuple(int(v) for v in p) for p in padding)
+        self.padding = zero_padding(padding)
 
     def compute_output_shape(self, input_shape):
         (top, bottom), (left, right) = self.padding

@@ -140,6 +140,7 @@ class Dropout(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         if not training or self.rate == 0:
+            self._cache = None      # backward of this pass is the identity, not the last mask
             return x
         xp = get_array_module(x)
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate

@@ -57,6 +57,12 @@ class GlobalAveragePooling2D(Layer):
     """Mean over height and width. Shapes: x: (N, H, W, C) -> y: (N, C)."""
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"GlobalAveragePooling2D layer {self.name!r} averages over the height and width of "
+                f"(batch, height, width, channels) inputs but would receive (None, "
+                f"{', '.join(map(str, input_shape))}); put it after a Conv2D or pooling layer, "
+                "before any Flatten or Dense.")
         return (input_shape[-1],)
 
     def forward(self, x, training=False):
