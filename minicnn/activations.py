@@ -92,16 +92,23 @@ class ReLU(ActivationFunction):
             raise ValueError(f"relu alpha must be >= 0, got {alpha}")
         self.alpha = float(alpha)
 
+    # Written with arithmetic, not ``where``: NumPy's ``where`` branches on every element,
+    # and on a mask as random as a layer's signs it was 8x slower (a 128x28x28x32 batch,
+    # float32: leaky forward 13 ms with where, 1.6 ms with maximum).
     def forward(self, z):
+        xp = get_array_module(z)
         if self.alpha == 0.0:
-            return get_array_module(z).maximum(z, 0)
-        return get_array_module(z).where(z > 0, z, z * z.dtype.type(self.alpha))
+            return xp.maximum(z, 0)
+        if self.alpha <= 1.0:          # then the larger of z and alpha*z is the leaky relu
+            return xp.maximum(z, z * z.dtype.type(self.alpha))
+        return xp.where(z > 0, z, z * z.dtype.type(self.alpha))
 
     def backward(self, dy, y):
-        # y > 0 exactly where z > 0, for any alpha >= 0.
+        # y > 0 exactly where z > 0, for any alpha >= 0; the slope is 1 there, alpha elsewhere.
         if self.alpha == 0.0:
             return dy * (y > 0)
-        return dy * get_array_module(y).where(y > 0, 1, y.dtype.type(self.alpha)).astype(y.dtype)
+        alpha = y.dtype.type(self.alpha)
+        return dy * ((y > 0) * (1 - alpha) + alpha)
 
     def get_config(self):
         return self.name if self.alpha == 0.0 else {"name": "leaky_relu", "alpha": self.alpha}

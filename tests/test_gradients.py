@@ -22,6 +22,7 @@ LAYER_CASES = [
     (lambda: L.BatchNormalization(scale=False), (4, 2, 3, 3)),
     *[(lambda name=name: L.Activation(name), (3, 6))
       for name in ("linear", "tanh", "sigmoid", "relu", "leaky_relu", "softmax")],
+    (lambda: L.Activation(activations.ReLU(alpha=1.5)), (3, 6)),     # slope > 1: the other branch
     # Python functions as activation=: one recognised, two differentiated numerically.
     (lambda: L.Conv2D(3, 2, activation=lambda x: activations.relu(x, alpha=0.1)), (2, 4, 4, 2)),
     (lambda: L.Dense(4, activation=lambda x: x / (1 + np.exp(-x))), (3, 5)),      # swish
