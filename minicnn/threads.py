@@ -15,8 +15,10 @@ keep small matrix products on one thread.
 """
 import contextlib
 import os
+import statistics
+import time
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from kernels._threading import settle_wait_policy
 
@@ -81,3 +83,66 @@ def compute_threads():
             yield
         finally:
             numba.set_num_threads(before)
+
+
+def user_chose_threads():
+    """Whether the thread count was set on purpose (set_num_threads or MINICNN_NUM_THREADS)."""
+    return _chosen is not None or bool(os.environ.get("MINICNN_NUM_THREADS", "").strip())
+
+
+class ThreadChooser:
+    """Every ``PERIOD`` training batches (and at each epoch's start), times a few batches on
+    ``most`` threads and on one, then keeps the faster until the next trial.
+
+    Why measure: a parallel loop waits for its slowest thread. On a quiet machine two
+    threads made a Fashion-MNIST training step 1.4x faster than one; with two other busy
+    processes on the same 2 cores, the same two threads made it 1.5x slower (94 against
+    62 ms), and no setting chosen in advance is right in both cases. The trial costs
+    ``1 + 2 * TRIALS`` of every ``PERIOD`` batches, and the load of a shared machine
+    changes while an epoch runs. A count the user chose (``user_chose_threads``) is used
+    as it is, with no trial.
+    """
+
+    TRIALS = 3          # batches timed with each setting, after one untimed warm-up batch
+    PERIOD = 100        # batches between trials
+
+    def __init__(self, most):
+        self.options = (most, 1) if most > 1 and not user_chose_threads() else (most,)
+        self.history = []        # the count each epoch settled on
+        self.chosen = self._current = None
+        self._blas = None
+
+    def start_epoch(self):
+        self._step = 0
+
+    def end_epoch(self):
+        """Note the count the epoch settled on (its last batches ran with it)."""
+        self.history.append(self.chosen or self._current)
+
+    @contextlib.contextmanager
+    def step(self):
+        """One training batch on the count this point of the epoch calls for, timed."""
+        phase = self._step % self.PERIOD
+        if phase == 0:                       # a new trial
+            self.chosen = self.options[0] if len(self.options) == 1 else None
+            self._times = {n: [] for n in self.options}
+        count = self.chosen or (self.options[0] if phase == 0 else
+                                self.options[(phase - 1) % len(self.options)])
+        self._use(count)
+        start = time.perf_counter()
+        yield
+        if self.chosen is None and phase > 0:
+            self._times[count].append(time.perf_counter() - start)
+            if all(len(t) >= self.TRIALS for t in self._times.values()):
+                self.chosen = min(self.options, key=lambda n: statistics.median(self._times[n]))
+        self._step += 1
+
+    def _use(self, count):
+        if count == self._current:
+            return
+        if numba is not None:
+            numba.set_num_threads(count)
+        if self._blas is None:
+            self._blas = ThreadpoolController().select(user_api="blas")
+        self._blas.limit(limits=count)      # compute_threads puts both pools back at the end
+        self._current = count

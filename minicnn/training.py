@@ -12,7 +12,7 @@ import numpy as np
 from kernels import backend
 from .callbacks import CallbackList, History
 from .progbar import Progbar
-from .threads import compute_threads
+from .threads import ThreadChooser, compute_threads, num_threads
 
 
 @dataclasses.dataclass
@@ -113,6 +113,7 @@ class TrainingLoop:
         callback_list = CallbackList([*(callbacks or []), history], self, params)
         self.stop_training = False
         self.progress = EpochProgress(initial_epoch)
+        self.thread_chooser = ThreadChooser(num_threads())   # .history: threads used per epoch
         callback_list.on_train_begin()       # a BackupAndRestore may move self.progress on
         if self.progress.history is not None:
             history.history, history.epoch = self.progress.history
@@ -123,7 +124,9 @@ class TrainingLoop:
                 print(f"Epoch {epoch + 1}/{epochs}")
             callback_list.on_epoch_begin(epoch)
             bar = Progbar(steps, verbose)
+            self.thread_chooser.start_epoch()
             logs = self._run_epoch(epoch, epoch_batches(), bar, callback_list)
+            self.thread_chooser.end_epoch()
             if logs is None:        # the loss blew up; the message has been printed
                 break
             if validation_data is not None and (epoch + 1) % validation_freq == 0:
@@ -146,7 +149,8 @@ class TrainingLoop:
                                                   start=progress.step + 1):
             callback_list.on_train_batch_begin(step - 1)
             xb, yb = self._as_batch(xb, yb)
-            loss_value, y_pred = self._train_step(xb, yb, *weights)
+            with self.thread_chooser.step():
+                loss_value, y_pred = self._train_step(xb, yb, *weights)
             if not math.isfinite(loss_value):
                 print(f"\nEpoch {epoch + 1}, batch {step}: the loss became {loss_value}; training "
                       "stopped. Lower the learning rate, normalise the inputs (e.g. x / 255) or "

@@ -69,3 +69,60 @@ def test_first_kernel_call_makes_openmp_wait_passively_unless_the_user_chose():
             "print(os.environ.get('OMP_WAIT_POLICY'))")
     assert _python(code, MINICNN_KERNELS="numba") == "PASSIVE"
     assert _python(code, MINICNN_KERNELS="numba", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+
+
+class FakeClockChooser(threads.ThreadChooser):
+    """A ThreadChooser whose batches take ``seconds[count]``, by a clock it advances itself."""
+
+    def __init__(self, most, seconds):
+        super().__init__(most)
+        self.seconds, self.now, self.used = seconds, 0.0, []
+
+    def _use(self, count):
+        self._current = count
+
+    def run(self, batches):
+        for _ in range(batches):
+            with self.step():
+                self.used.append(self._current)
+                self.now += self.seconds[self._current]
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    def install(chooser):
+        monkeypatch.setattr(threads.time, "perf_counter", lambda: chooser.now)
+        return chooser
+    return install
+
+
+@pytest.mark.parametrize("seconds, best", [({2: 0.05, 1: 0.08}, 2), ({2: 0.30, 1: 0.06}, 1)])
+def test_chooser_keeps_the_faster_count_after_its_trial(monkeypatch, fake_clock, seconds, best):
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(None)
+    chooser = fake_clock(FakeClockChooser(2, seconds))
+    chooser.start_epoch()
+    chooser.run(50)
+    chooser.end_epoch()
+    trial = 1 + 2 * chooser.TRIALS
+    assert sorted(set(chooser.used[:trial])) == [1, 2]           # both were tried
+    assert set(chooser.used[trial:]) == {best} and chooser.history == [best]
+
+
+def test_chooser_tries_again_when_the_load_changes(monkeypatch, fake_clock):
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(None)
+    chooser = fake_clock(FakeClockChooser(2, {2: 0.05, 1: 0.08}))
+    chooser.start_epoch()
+    chooser.run(chooser.PERIOD)
+    chooser.seconds = {2: 0.30, 1: 0.08}       # another program starts using a core
+    chooser.run(chooser.PERIOD)
+    assert chooser.used[chooser.PERIOD - 1] == 2 and chooser.used[-1] == 1
+
+
+def test_a_count_the_user_chose_is_never_second_guessed(monkeypatch, fake_clock):
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "2")
+    chooser = fake_clock(FakeClockChooser(2, {2: 0.30, 1: 0.06}))
+    chooser.start_epoch()
+    chooser.run(20)
+    assert set(chooser.used) == {2}
