@@ -15,9 +15,8 @@ of difference from the official pixels. Writes metrics.json, curves.png and
 misclassified.png to --out.
 """
 # %% 0. Imports and flags
-from minicnn import Sequential, plot
+from minicnn import plot, zoo
 from minicnn.datasets import cifar10
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from minicnn.utils import to_categorical
 
 from _common import Results, parse_args, show, take   # examples/_common.py
@@ -36,27 +35,9 @@ y_train, y_test = to_categorical(y_train, 10), to_categorical(y_test, 10)
 print("x_train", x_train.shape, "x_test", x_test.shape)
 
 # %% 2. Model
-model = Sequential([
-    Conv2D(96, (11, 11), strides=(4, 4), padding="same", activation="relu", input_shape=(32, 32, 3)),
-    BatchNormalization(),
-    MaxPooling2D(pool_size=(3, 3), strides=(2, 2), padding="same"),
-    Conv2D(256, (5, 5), padding="same", activation="relu"),
-    BatchNormalization(),
-    MaxPooling2D(pool_size=(3, 3), strides=(2, 2), padding="same"),
-    Conv2D(384, (3, 3), padding="same", activation="relu"),
-    BatchNormalization(),
-    Conv2D(384, (3, 3), padding="same", activation="relu"),
-    BatchNormalization(),
-    Conv2D(256, (3, 3), padding="same", activation="relu"),
-    BatchNormalization(),
-    MaxPooling2D(pool_size=(3, 3), strides=(2, 2), padding="same"),
-    Flatten(),
-    Dense(4096, activation="relu"),
-    Dropout(0.5),
-    Dense(4096, activation="relu"),
-    Dropout(0.5),
-    Dense(10, activation="softmax"),
-], seed=args.seed)
+# The AlexNet-like net (five convs with BatchNormalization, two 4096-unit dense layers):
+# its layers are in minicnn/zoo.py (alexnet_like); summary() lists them here too.
+model = zoo.alexnet_like(seed=args.seed)
 model.summary()
 
 # %% 3. Train and evaluate: Results.fit is model.fit with an epoch timer, then model.evaluate

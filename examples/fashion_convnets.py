@@ -23,10 +23,8 @@ optimiser runs trained (here: 60 and 15 epochs, like the runs they are compared 
 Writes metrics.json, comparison.png (all runs), optimizers.png and misclassified.png.
 """
 # %% 0. Imports and flags
-from minicnn import Sequential, plot
-from minicnn.activations import ReLU
+from minicnn import plot, zoo
 from minicnn.datasets import fashion_mnist
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from minicnn.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, RMSprop
 from minicnn.utils import to_categorical
 
@@ -64,47 +62,22 @@ x_test = x_test.reshape(-1, 28, 28, 1).astype("float32") / 255
 y_train, y_test = to_categorical(y_train, 10), to_categorical(y_test, 10)
 
 
-# %% 2. Keras's MNIST convnet, with the optional BN and Dropout(.1)
-def keras_convnet(bn=False, dropout=0.0):
-    layers = []
-    for i, filters in enumerate((32, 64)):
-        layers.append(Conv2D(filters, kernel_size=(3, 3), activation="relu",
-                             **({"input_shape": (28, 28, 1)} if i == 0 else {})))
-        if bn:
-            layers.append(BatchNormalization())
-        layers.append(MaxPooling2D(pool_size=(2, 2)))
-        if dropout:
-            layers.append(Dropout(dropout))
-    layers += [Flatten(), Dropout(0.5), Dense(10, activation="softmax")]
-    return Sequential(layers, seed=args.seed)
+# %% 2. The models: Keras's MNIST convnet (with optional BN and Dropout(.1)) and "model 2"
+# (same padding, leaky relu, more dropout), defined in minicnn/zoo.py as keras_convnet and
+# fashion_model2, the one definition the examples, tests and benchmarks share.
+BUILDERS = {"keras": zoo.keras_convnet, "model2": zoo.fashion_model2}
 
 
-# %% 3. Model 2: same padding, leaky relu, more dropout
-def model2(bn=False):
-    leaky = ReLU(alpha=0.1)          # the notebook's activation=lambda x: relu(x, alpha=0.1)
-    norm = lambda: [BatchNormalization()] if bn else []      # a fresh layer each time
-    return Sequential([
-        Conv2D(32, (3, 3), padding="same", activation=leaky, input_shape=(28, 28, 1)), *norm(),
-        MaxPooling2D((2, 2)), Dropout(0.3),
-        Conv2D(64, (3, 3), padding="same", activation=leaky), *norm(),
-        MaxPooling2D((2, 2)), Dropout(0.5),
-        Conv2D(128, (3, 3), activation=leaky), *norm(),
-        Flatten(),
-        Dense(128, activation=leaky), Dropout(0.3),
-        Dense(10, activation="softmax"),
-    ], seed=args.seed)
-
-
-# %% 4. Train every chosen run
+# %% 3. Train every chosen run
 for key in args.runs.split(","):
     title, architecture, options, optimizer, batch_size, epochs, notebook = RUNS[key]
-    model = keras_convnet(**options) if architecture == "keras" else model2(**options)
+    model = BUILDERS[architecture](**options, seed=args.seed)
     model.compile(optimizer=optimizer(), loss="categorical_crossentropy", metrics=["accuracy"])
     validation = {"validation_split": 0.1} if architecture == "keras" else {"validation_data": (x_test, y_test)}
     results.fit(title, model, x_train, y_train, test=(x_test, y_test), notebook_accuracy=notebook, key=key,
                 epochs=args.epochs or epochs, batch_size=args.batch_size or batch_size, **validation)
 
-# %% 5. Comparison charts and the last model's mistakes
+# %% 4. Comparison charts and the last model's mistakes
 plot.plot_history(results.histories(), path=args.out / "comparison.png", title="Fashion-MNIST convnets")
 optimizer_runs = results.histories(OPTIMIZER_RUNS)
 if len(optimizer_runs) > 1:

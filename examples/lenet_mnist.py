@@ -11,9 +11,8 @@ Writes metrics.json, curves.png, misclassified.png, confusion.png, filters.png a
 feature_maps.png to --out (default examples/out/lenet_mnist/).
 """
 # %% 0. Imports and flags
-from minicnn import Sequential, plot
+from minicnn import plot, zoo
 from minicnn.datasets import mnist
-from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten
 from minicnn.utils import to_categorical
 
 from _common import Results, parse_args, show, take   # examples/_common.py
@@ -33,16 +32,9 @@ y_train, y_test = to_categorical(y_train, 10), to_categorical(y_test, 10)
 print("x_train", x_train.shape, "x_test", x_test.shape)
 
 # %% 2. Model
-model = Sequential([
-    Conv2D(6, kernel_size=(5, 5), activation="tanh", input_shape=(28, 28, 1)),
-    AveragePooling2D(pool_size=(2, 2)),
-    Conv2D(16, kernel_size=(5, 5), activation="tanh"),
-    AveragePooling2D(pool_size=(2, 2)),
-    Conv2D(120, kernel_size=(5, 5), activation="tanh", padding="same"),
-    Flatten(),
-    Dense(84, activation="tanh"),
-    Dense(10, activation="softmax"),
-], seed=args.seed)
+# LeNet-5 as the notebook built it: read its layers in minicnn/zoo.py (lenet5), the one
+# definition the examples, tests and benchmarks share. summary() lists them here too.
+model = zoo.lenet5(seed=args.seed)
 model.summary()
 
 # %% 3. Train and evaluate: Results.fit is model.fit with a backup (a rerun resumes) and an

@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from minicnn import EarlyStopping, Sequential, callbacks, initializers, optimizers
-from minicnn.layers import (AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+from minicnn import EarlyStopping, Sequential, callbacks, initializers, optimizers, zoo
+from minicnn.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                             Input, MaxPooling2D)
 from minicnn.progbar import Progbar
 
@@ -39,11 +39,7 @@ def test_summary_matches_keras_counts():
 
 
 def test_lenet_parameter_count_matches_notebook():
-    model = Sequential([
-        Conv2D(6, (5, 5), activation="tanh", input_shape=(28, 28, 1)), AveragePooling2D(),
-        Conv2D(16, (5, 5), activation="tanh"), AveragePooling2D(),
-        Conv2D(120, (5, 5), activation="tanh", padding="same"), Flatten(),
-        Dense(84, activation="tanh"), Dense(10, activation="softmax")])
+    model = zoo.lenet5()
     assert model.count_params() == 212_906      # BASELINES.md's Keras figure
     assert model.output_shape == (10,)
 

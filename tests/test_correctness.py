@@ -4,7 +4,7 @@ import pytest
 
 from kernels import backend
 from minicnn import Sequential, losses, optimizers
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten
+from minicnn.layers import BatchNormalization, Dense, Dropout
 from minicnn.layers.normalization import batch_moments, batchnorm_backward, batchnorm_forward
 
 

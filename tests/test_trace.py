@@ -2,29 +2,16 @@
 import numpy as np
 import pytest
 
-from minicnn import Sequential
-from minicnn.layers import (AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+from minicnn import Sequential, zoo
+from minicnn.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                             MaxPooling2D)
 from minicnn.trace import trace_model
-
-
-def lenet5(seed=0):
-    return Sequential([
-        Conv2D(6, 5, activation="tanh", input_shape=(28, 28, 1)),
-        AveragePooling2D(),
-        Conv2D(16, 5, activation="tanh"),
-        AveragePooling2D(),
-        Conv2D(120, 5, activation="tanh", padding="same"),
-        Flatten(),
-        Dense(84, activation="tanh"),
-        Dense(10, activation="softmax"),
-    ], seed=seed)
 
 
 @pytest.fixture(scope="module")
 def lenet_trace():
     printed = []
-    model = lenet5()
+    model = zoo.lenet5(seed=0)
     trace = model.trace(np.random.default_rng(0).random((2, 28, 28, 1)), print_fn=printed.append)
     return model, trace, printed
 
@@ -87,7 +74,7 @@ def test_trace_leaves_the_model_untouched():
 
 def test_trace_rejects_a_wrong_shape():
     with pytest.raises(ValueError, match="expects inputs of shape"):
-        lenet5().trace(np.zeros((2, 28, 28)), print_fn=None)
+        zoo.lenet5().trace(np.zeros((2, 28, 28)), print_fn=None)
 
 
 def test_trace_is_a_table_whose_rows_are_data(lenet_trace):
@@ -97,7 +84,7 @@ def test_trace_is_a_table_whose_rows_are_data(lenet_trace):
 
 
 def test_trace_with_labels_starts_backward_from_the_loss():
-    model = lenet5()
+    model = zoo.lenet5(seed=0)
     x, y = np.random.default_rng(0).random((2, 28, 28, 1)), np.array([3, 7])
     with pytest.raises(RuntimeError, match="compile"):
         model.trace(x, y)
