@@ -69,9 +69,9 @@ MODELS = {
     "mlp": {"dataset": "fashion_mnist", "input": (28, 28), "batch_size": 64, "samples": 60000,
             "quick": 60000, "loss": "sparse_categorical_crossentropy",
             "about": "Flatten, Dense 128 sigmoid, Dense 10, Fashion-MNIST"},
-    "alexnet": {"dataset": "random", "input": (32, 32, 3), "batch_size": 64, "samples": 20 * 64,
-                "quick": 20 * 64, "test_samples": 640, "loss": "categorical_crossentropy",
-                "about": "AlexNet-like CIFAR-10 net, 20 steps per 'epoch' on random data"},
+    "alexnet": {"dataset": "random", "input": (32, 32, 3), "batch_size": 64, "samples": 50000,
+                "quick": 12800, "test_samples": 640, "loss": "categorical_crossentropy",
+                "about": "AlexNet-like CIFAR-10 net on random data of CIFAR-10's shape"},
 }
 DEFAULT_MODELS = "lenet,fashion_cnn,model2,mlp,alexnet"
 MEMORY_METHOD = ("peak_rss_mb: VmHWM from /proc/self/status of the child process that trained "
@@ -272,7 +272,9 @@ class MinicnnTrainer:
         import minicnn
         self.minicnn, self.job = minicnn, job
         self.data, self.initial = _load_job_data(job)
-        minicnn.threads.set_num_threads(job["threads"])
+        if job["threads"] != "auto":          # auto: minicnn's own default policy
+            minicnn.threads.set_num_threads(job["threads"])
+        self.thread_choices = []
         self.model = compile_minicnn(build_minicnn(job["model"], job["seed"]), job["loss"])
         self.model.set_weights(self.initial)
         self.source = BatchSource(self.data["x_train"], self.data["y_train"], job["batch_size"],
@@ -296,6 +298,7 @@ class MinicnnTrainer:
         start = time.perf_counter()
         history = self.model.fit(self.source, epochs=1, verbose=0)
         seconds = time.perf_counter() - start
+        self.thread_choices += self.model.thread_chooser.history
         self.losses.append(history.history["loss"][-1])
         self.accuracies.append(history.history["accuracy"][-1])
         return seconds
@@ -312,6 +315,7 @@ class MinicnnTrainer:
                   "threads": _threads_in_use(self.minicnn),
                   "sgemm_peak_gflops": self._sgemm_peak()}
         result["threads"]["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "(OpenMP default)")
+        result["threads"]["chosen_per_epoch"] = self.thread_choices
         if self.job.get("trace"):   # per-layer forward/backward ms of one batch, after timing
             with self.minicnn.threads.compute_threads():   # the pools as fit sets them
                 rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]])
@@ -329,7 +333,8 @@ class TorchTrainer:
         import _torch_models
         self.torch, self.job = torch, job
         self.data, initial = _load_job_data(job)
-        torch.set_num_threads(job["threads"])
+        if job["threads"] != "auto":          # auto: PyTorch's own default (every core)
+            torch.set_num_threads(job["threads"])
         torch.manual_seed(job["seed"])
         self.twin = _torch_models.build_twin(job["spec"], channels_last=job["torch_layout"] == "channels_last")
         _torch_models.load_keras_weights(self.twin, initial)
@@ -509,7 +514,9 @@ print(json.dumps({"import_s": imported - start, "first_fit_s": done - imported, 
 
 
 def _child_env(threads):
-    env = dict(os.environ, MINICNN_NUM_THREADS=str(threads))
+    env = dict(os.environ)
+    if threads != "auto":
+        env["MINICNN_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -553,11 +560,21 @@ def torch_available():
         return False
 
 
+def _thread_count(text):
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a number of threads >= 1 or 'auto', not {text!r}")
+    return int(text)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated, from: " + ", ".join(MODELS))
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per model (default: 3)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for both frameworks (default: 2)")
+    parser.add_argument("--threads", type=_thread_count, default=2,
+                        help="threads for both frameworks, or 'auto': each library's own default "
+                             "(minicnn: every core, checked by fit's ThreadChooser) (default: 2)")
     parser.add_argument("--limit", type=int, metavar="N", help="training samples per epoch (default: "
                         + ", ".join(f"{k} {v['quick']}" for k, v in MODELS.items()) + ")")
     parser.add_argument("--full", action="store_true", help="the notebooks' full epochs (60k/54k/60k samples)")
@@ -587,7 +604,7 @@ def samples_per_epoch(name, args):
     cfg = MODELS[name]
     cap = cfg["samples"] if args.full else cfg["quick"]
     if args.limit:
-        cap = args.limit if name != "alexnet" else min(args.limit, cfg["samples"])
+        cap = args.limit
     return max(min(cap, cfg["samples"]), cfg["batch_size"])
 
 
