@@ -19,17 +19,37 @@ import pytest
 
 import kernels
 
-# name: (x shape NHWC, kernel (kh, kw, C_in, C_out) or None for max-pool, strides, padding)
+# name: (x shape NHWC, what, strides, padding); what is a conv kernel (kh, kw, C_in, C_out)
+# or a pooling window ("max" or "avg", (ph, pw)). Every conv and pool layer of the notebooks.
 SHAPES = {
     "lenet_conv1_b64": ((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), "valid"),
+    "lenet_pool1_b64": ((64, 24, 24, 6), ("avg", (2, 2)), (2, 2), "valid"),
     "lenet_conv2_b64": ((64, 12, 12, 6), (5, 5, 6, 16), (1, 1), "valid"),
+    "lenet_pool2_b64": ((64, 8, 8, 16), ("avg", (2, 2)), (2, 2), "valid"),
     "lenet_conv3_b64": ((64, 4, 4, 16), (5, 5, 16, 120), (1, 1), "same"),
     "fashion_conv1_b128": ((128, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
+    "maxpool2x2_b128": ((128, 26, 26, 32), ("max", (2, 2)), (2, 2), "valid"),
     "fashion_conv2_b128": ((128, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid"),
+    "fashion_pool2_b128": ((128, 11, 11, 64), ("max", (2, 2)), (2, 2), "valid"),
+    "model2_conv1_b128": ((128, 28, 28, 1), (3, 3, 1, 32), (1, 1), "same"),
+    "model2_pool1_b128": ((128, 28, 28, 32), ("max", (2, 2)), (2, 2), "valid"),
+    "model2_conv2_b128": ((128, 14, 14, 32), (3, 3, 32, 64), (1, 1), "same"),
+    "model2_pool2_b128": ((128, 14, 14, 64), ("max", (2, 2)), (2, 2), "valid"),
+    "model2_conv3_b128": ((128, 7, 7, 64), (3, 3, 64, 128), (1, 1), "valid"),
     "alex_conv1_b64": ((64, 32, 32, 3), (11, 11, 3, 96), (4, 4), "same"),
+    "alex_pool1_b64": ((64, 8, 8, 96), ("max", (3, 3)), (2, 2), "same"),
     "alex_conv2_b64": ((64, 4, 4, 96), (5, 5, 96, 256), (1, 1), "same"),
-    "maxpool2x2_b128": ((128, 26, 26, 32), None, (2, 2), "valid"),
+    "alex_pool2_b64": ((64, 4, 4, 256), ("max", (3, 3)), (2, 2), "same"),
+    "alex_conv3_b64": ((64, 2, 2, 256), (3, 3, 256, 384), (1, 1), "same"),
+    "alex_conv4_b64": ((64, 2, 2, 384), (3, 3, 384, 384), (1, 1), "same"),
+    "alex_conv5_b64": ((64, 2, 2, 384), (3, 3, 384, 256), (1, 1), "same"),
+    "alex_pool3_b64": ((64, 2, 2, 256), ("max", (3, 3)), (2, 2), "same"),
 }
+
+
+def is_pool(what):
+    return isinstance(what[0], str)
+
 
 # BENCH_IMPLS=numba runs one implementation per process: thread pools of different
 # libraries (Numba's OpenMP, PyTorch's, OpenBLAS) idle-spin and steal each other's cores.
@@ -47,7 +67,7 @@ IMPL_NAMES = [n for n in ("numpy", "numba") if n in kernels.IMPLS and n in WANTE
 def flops(name, mode):
     """GEMM-equivalent floating-point operations (2*M*K*N per product; backward has two)."""
     x_shape, k_shape, strides, padding = SHAPES[name]
-    if k_shape is None:
+    if is_pool(k_shape):
         return 0
     N, H, W, _ = x_shape
     kh, kw, C_in, C_out = k_shape
@@ -61,9 +81,11 @@ def _ours(mod, name, mode, rng):
     """A zero-argument callable running our kernel for one case."""
     x_shape, k_shape, strides, padding = SHAPES[name]
     x = rng.standard_normal(x_shape, dtype=np.float32)
-    if k_shape is None:
-        fwd = lambda: mod.maxpool2d_forward(x, (2, 2), strides, padding)  # noqa: E731
-        bwd = mod.maxpool2d_backward
+    if is_pool(k_shape):
+        kind, window = k_shape
+        forward = getattr(mod, f"{kind}pool2d_forward")
+        fwd = lambda: forward(x, window, strides, padding)  # noqa: E731
+        bwd = getattr(mod, f"{kind}pool2d_backward")
     else:
         kern = rng.standard_normal(k_shape, dtype=np.float32) * 0.1
         bias = np.zeros(k_shape[3], np.float32)
@@ -84,8 +106,16 @@ def _torch(name, mode, rng):
     """The same case in PyTorch (NCHW, tensors built here, outside the timed region)."""
     x_shape, k_shape, strides, padding = SHAPES[name]
     x = torch.from_numpy(rng.standard_normal(x_shape, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
-    if k_shape is None:
-        op = lambda t: F.max_pool2d(t, 2, strides)  # noqa: E731
+    if is_pool(k_shape):
+        kind, (ph, pw) = k_shape
+        (pt, pb), (pl, pr) = (_torch_pad(x_shape[1], ph, strides[0], padding),
+                              _torch_pad(x_shape[2], pw, strides[1], padding))
+        if kind == "max":      # padded cells never win: pad with -inf
+            op = lambda t: F.max_pool2d(F.pad(t, (pl, pr, pt, pb), value=-np.inf), (ph, pw), strides)  # noqa: E731
+        elif any((pt, pb, pl, pr)):
+            raise NotImplementedError("average pooling with 'same' padding (Keras divides by real cells)")
+        else:
+            op = lambda t: F.avg_pool2d(t, (ph, pw), strides)  # noqa: E731
         params = []
     else:
         kh, kw, _, C_out = k_shape
