@@ -83,6 +83,9 @@ EXPERIMENTS = [
     Experiment("mlp_sgd", run="optimizer SGD", epochs=10, seconds_per_epoch=0.9, **MLP_STUDY),
     Experiment("mlp_final", run="final 3x256 relu + BN + Dropout", epochs=100, notebook=0.895, seconds_per_epoch=4.6,
                may_stop_early=True, **{**MLP_STUDY, "note": "notebook: 'about 89-90%' (0.895 taken); EarlyStopping"}),
+    Experiment("mlp_final_restore_best", run="final, restore_best_weights", epochs=100, notebook=0.895,
+               seconds_per_epoch=4.6, may_stop_early=True,
+               **{**MLP_STUDY, "note": "as mlp_final, with EarlyStopping(restore_best_weights=True)"}),
     *[Experiment(f"plateau_{i}", run=run, epochs=epochs, seconds_per_epoch=seconds, **PLATEAU)
       for i, (run, epochs, seconds) in enumerate([
           ("LeNet tanh SGD", 5, 20), ("+ relu", 5, 18), ("+ 32/64 filters", 5, 80), ("+ 3x3 kernels", 5, 41),
