@@ -283,6 +283,11 @@ class Results:
         if self.args.fresh:
             shutil.rmtree(folder, ignore_errors=True)
         recorder = RunRecorder(folder, callbacks)
+        if self.args.quick:         # a smoke run: its figure reproduces nothing
+            against = f" {notebook_accuracy:.2%}" if notebook_accuracy else ""
+            print(f"\n(quick run: {len(x)} training images, {asked} epoch(s); its accuracy is not "
+                  f"comparable with the notebook's{against})" + (f"\n({note})" if note else ""))
+            notebook_accuracy = None
         partial = PartialRecord(lambda history: self.record(name, key, history, recorder, asked, notebook_accuracy, note))
         print(f"\n== {name}")
         history = model.fit(x, y, callbacks=[BackupAndRestore(folder, delete_checkpoint=False), *callbacks,
