@@ -131,12 +131,13 @@ def cpu_model():
 
 
 def git_state():
-    """{"revision", "dirty"} of the repository the examples live in (None outside git)."""
+    """{"revision", "dirty"} of the repository the examples live in (None outside git).
+    "dirty" means changed code: the results/ folder the runs write into does not count."""
     def git(*command):
         return subprocess.run(["git", *command], cwd=EXAMPLES_DIR, capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
     try:
-        return {"revision": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        return {"revision": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", ":/", ":!/results"))}
     except (OSError, subprocess.SubprocessError):
         return {"revision": None, "dirty": None}
 

@@ -43,7 +43,7 @@ RUNS = {
     "wide_b1024_augmented": ("10000-wide first layer, batch 1024, original + augmented", 10000, 1024, 10, True,
                              0.2394, "relu"),
 }
-STAND_IN = ("CIFAR-10 stands in for the notebook's CIFAR-100 (not available offline): "
+STAND_IN = ("CIFAR-10 stands in for the notebook's CIFAR-100 (not found in the data folder): "
             "the notebook's figure is for CIFAR-100 and does not apply")
 
 
