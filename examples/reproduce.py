@@ -220,11 +220,16 @@ class Job:
     folder: Path
 
 
-def jobs_for(experiments, results_dir=RESULTS_DIR, scripts_dir=EXAMPLES_DIR):
-    """Experiments sharing a script, folder and seed become one job (one metrics.json writer)."""
+def jobs_for(experiments, results_dir=RESULTS_DIR, scripts_dir=EXAMPLES_DIR, seeds=None):
+    """Experiments sharing a script, folder and seed become one job (one metrics.json writer).
+
+    A seed already done is not run again; ``seeds`` keeps only those seeds."""
     groups = {}
     for experiment in experiments:
         for seed in experiment.seeds:
+            if (seeds is not None and seed not in seeds) or \
+                    seed_result(experiment, seed, results_dir)[0] == "done":
+                continue
             folder = experiment.folder(seed, results_dir)
             groups.setdefault((experiment.script, folder, seed), []).append(experiment)
     jobs = []
@@ -301,6 +306,8 @@ def main(argv=None):
     parser.add_argument("--run", nargs="+", metavar="NAME", help="run (or resume) these experiments")
     parser.add_argument("--missing", action="store_true", help="run (or resume) every experiment not done")
     parser.add_argument("--jobs", type=int, default=1, help="processes at once (threads each: cores / jobs)")
+    parser.add_argument("--seeds", type=lambda text: [int(n) for n in text.split(",")], metavar="0,1,...",
+                        help="with --run/--missing: only these seeds (default: every seed the experiment lists)")
     parser.add_argument("--backend", choices=["loky", "dask", "ray"], default="loky",
                         help="joblib backend: local processes (default), or a Dask or Ray cluster")
     parser.add_argument("--address", help="the Dask scheduler or Ray head to use (default: start a local one)")
@@ -314,7 +321,8 @@ def main(argv=None):
             parser.error(f"unknown experiments {unknown}; --status lists them all")
         chosen = ([by_name[name] for name in args.run] if args.run else
                   [e for e in EXPERIMENTS if status(e, args.results)["status"] != "done"])
-        outcomes = run_jobs(jobs_for(chosen, args.results), args.jobs, args.backend, args.address)
+        outcomes = run_jobs(jobs_for(chosen, args.results, seeds=args.seeds), args.jobs, args.backend,
+                            args.address)
         if any(code for _, code, _ in outcomes):
             sys.exit(1)
     rows = [status(experiment, args.results) for experiment in EXPERIMENTS]

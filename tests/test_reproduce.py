@@ -58,6 +58,16 @@ def test_status_reads_done_partial_shortened_and_missing_runs(tmp_path):
     assert reproduce.status(Experiment("none", "x", "y", 5, 1), tmp_path)["status"] == "not run"
 
 
+def test_jobs_skip_seeds_already_done_and_keep_only_the_seeds_asked(tmp_path):
+    three = Experiment("three", "lenet_mnist", "lenet", 10, 64, seeds=(0, 1, 2))
+    write_metrics(three.folder(0, tmp_path), "lenet", 10, 0.97)              # seed 0 is done
+    write_metrics(three.folder(1, tmp_path), "lenet", 4, status="partial")   # seed 1 half way
+    seeds_of = lambda jobs: [job.command[job.command.index("--seed") + 1] for job in jobs]  # noqa: E731
+    assert seeds_of(reproduce.jobs_for([three], tmp_path)) == ["1", "2"]
+    assert seeds_of(reproduce.jobs_for([three], tmp_path, seeds=[1])) == ["1"]
+    assert reproduce.jobs_for([three], tmp_path, seeds=[0]) == []
+
+
 FAKE_SCRIPT = '''
 import json, os, sys, time
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
