@@ -170,3 +170,21 @@ def test_dropout_drops_the_requested_fraction_and_rescales():
     # The dropped count is Binomial(n, rate): allow five standard deviations.
     assert abs(dropped - rate) <= 5 * np.sqrt(rate * (1 - rate) / n)
     np.testing.assert_allclose(y[y != 0], 1 / (1 - rate), rtol=1e-6)
+
+
+def test_in_place_activations_never_touch_another_layers_arrays(rng):
+    """Dense and Conv2D may apply their activation in place on their own x·W + b; an
+    Activation layer must not, since its input is the previous layer's cached output."""
+    from minicnn.layers import Activation
+    model = Sequential([Dense(4, input_shape=(3,)), Activation("relu"), Dense(2, activation="tanh")],
+                       dtype="float64")
+    x = rng.standard_normal((5, 3))
+    hidden = model.layers[0].forward(x, training=True)
+    kept = hidden.copy()
+    model.layers[1].forward(hidden, training=True)
+    np.testing.assert_array_equal(hidden, kept)          # relu did not overwrite its input
+    z = x @ model.layers[0].params["kernel"] + model.layers[0].params["bias"]
+    np.testing.assert_array_equal(kept, z)                # linear Dense output is x·W + b
+    y = model.layers[2].forward(np.maximum(kept, 0), training=True)
+    np.testing.assert_allclose(y, np.tanh(np.maximum(z, 0) @ model.layers[2].params["kernel"]
+                                          + model.layers[2].params["bias"]))

@@ -127,12 +127,18 @@ class ActivationMixin:
         self.activation = activations.get(activation)
         self._activation_input = None
 
-    def activate(self, z, training):
+    def activate(self, z, training, z_is_own=False):
         """y = activation(z). While training, also keep z when the activation's derivative
-        needs it (a plain Python function); the built-in ones work from y alone."""
-        if training and self.activation.needs_input:
-            self._activation_input = z
-        return self.activation.forward(z)
+        needs it (a plain Python function); the built-in ones work from y alone.
+
+        ``z_is_own``: z is an array this layer just made (Dense's and Conv2D's x·W + b),
+        so the activation may overwrite it instead of writing a new array; never for an
+        input another layer still holds (the Activation layer's)."""
+        if self.activation.needs_input:
+            if training:
+                self._activation_input = z
+            return self.activation.forward(z)
+        return self.activation.forward_in_place(z) if z_is_own else self.activation.forward(z)
 
     def activation_backward(self, dy, y):
         if self.fused_with_loss:

@@ -87,7 +87,7 @@ class Conv2D(ActivationMixin, WeightsMixin, Layer):
         self.check_input(x)
         z, conv_cache = kernels.conv2d_forward(
             x, self.params["kernel"], self.params.get("bias"), self.strides, self.padding)
-        y = self.activate(z, training)
+        y = self.activate(z, training, z_is_own=True)
         if training:
             self._cache = (conv_cache, y)
         return y

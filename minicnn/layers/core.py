@@ -55,7 +55,7 @@ class Dense(ActivationMixin, WeightsMixin, Layer):
         z = x @ self.params["kernel"]
         if self.use_bias:
             z += self.params["bias"]
-        y = self.activate(z, training)
+        y = self.activate(z, training, z_is_own=True)
         if training:
             self._cache = (x, y)
         return y
