@@ -1,24 +1,26 @@
 """How many threads minicnn computes with, decided in one place.
 
-Two thread pools live in one minicnn process: Numba's (the conv and pooling loops) and
-the BLAS library's (the matrix products). They take turns and never run at once.
+Two kinds of parallel work run in a minicnn process, taking turns: Numba's loops (im2col,
+pooling) on Numba's thread pool, and the large matrix products, which ``kernels/_gemm.py``
+cuts into row blocks for as many Python threads, each calling single-threaded BLAS (why
+not BLAS's own threads is measured there). Both follow one count, Numba's.
 
-By default both use every core this process may run on (``os.sched_getaffinity``), as
-Keras and PyTorch do. ``MINICNN_NUM_THREADS=n`` or ``set_num_threads(n)`` chooses another
-count for both pools. While minicnn trains, evaluates or predicts (``compute_threads``),
-the pools are set to that count and restored afterwards. Layers and kernels called
-directly run with the pools as they are, which by default is the same count.
+By default that count is every core this process may run on (``os.sched_getaffinity``),
+as Keras and PyTorch do. ``MINICNN_NUM_THREADS=n`` or ``set_num_threads(n)`` chooses
+another. While minicnn trains, evaluates or predicts (``compute_threads``), Numba is set
+to that count and BLAS to one thread, and both are restored afterwards. Layers and
+kernels called directly use Numba's pool as it is, which by default is the same count.
 
 Two threads only pay when idle threads do not spin: ``kernels._threading`` makes
-Numba's OpenMP threads wait passively (measured there). OpenBLAS decides by itself to
-keep small matrix products on one thread.
+Numba's OpenMP threads wait passively (measured there), and ``ThreadChooser`` checks
+during training that the cores really help.
 """
 import contextlib
 import os
 import statistics
 import time
 
-from threadpoolctl import ThreadpoolController, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from kernels._threading import settle_wait_policy
 
@@ -70,10 +72,11 @@ def num_threads():
 
 @contextlib.contextmanager
 def compute_threads():
-    """Inside this block: BLAS and Numba both on ``num_threads()`` threads."""
+    """Inside this block: Numba on ``num_threads()`` threads, and the large matrix products
+    split across as many (``kernels/_gemm.py``); BLAS itself on one thread."""
     count = num_threads()
     settle_wait_policy()
-    with threadpool_limits(limits=count, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):
         if numba is None:
             yield
             return
@@ -110,7 +113,6 @@ class ThreadChooser:
         self.options = (most, 1) if most > 1 and not user_chose_threads() else (most,)
         self.history = []        # the count each epoch settled on
         self.chosen = self._current = None
-        self._blas = None
 
     def start_epoch(self):
         self._step = 0
@@ -138,11 +140,6 @@ class ThreadChooser:
         self._step += 1
 
     def _use(self, count):
-        if count == self._current:
-            return
-        if numba is not None:
-            numba.set_num_threads(count)
-        if self._blas is None:
-            self._blas = ThreadpoolController().select(user_api="blas")
-        self._blas.limit(limits=count)      # compute_threads puts both pools back at the end
+        if count != self._current and numba is not None:
+            numba.set_num_threads(count)       # the matrix products follow it (kernels/_gemm.py)
         self._current = count

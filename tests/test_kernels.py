@@ -394,3 +394,33 @@ def test_budget_from_environment_must_be_positive_and_finite(monkeypatch, value)
     monkeypatch.setenv("MINICNN_IM2COL_BUDGET_MB", value)
     with pytest.raises(ValueError, match="MINICNN_IM2COL_BUDGET_MB must be a positive, finite"):
         kernels.get_im2col_budget()
+
+
+# ---------------------------------------------------------------- matrix products on threads
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="the thread count comes from numba")
+@pytest.mark.parametrize("M, K, N", [(7, 3, 2), (5000, 40, 30), (1001, 300, 17)])
+def test_split_matrix_products_equal_numpy(M, K, N, rng, monkeypatch):
+    """Row blocks on 1-3 threads give NumPy's product (up to summation order for a.T @ b)."""
+    import numba
+    from kernels import _gemm
+    a, b, c = rng.standard_normal((M, K)), rng.standard_normal((K, N)), rng.standard_normal((M, N))
+    before = numba.get_num_threads()
+    monkeypatch.setattr(_gemm, "MIN_FLOPS_PER_THREAD", 1000)    # split even the middle case
+    try:
+        for threads in range(1, min(3, numba.config.NUMBA_NUM_THREADS) + 1):
+            numba.set_num_threads(threads)
+            np.testing.assert_array_equal(kernels.matmul(a, b), a @ b)   # disjoint rows: exact
+            out = np.empty((M, N))
+            assert kernels.matmul(a, b, out=out) is out
+            np.testing.assert_allclose(kernels.matmul_tn(a, c), a.T @ c, **TIGHT)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_matrix_products_leave_blas_threads_as_they_were():
+    from threadpoolctl import threadpool_info
+    blas = lambda: [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]  # noqa: E731
+    before = blas()
+    kernels.matmul(np.ones((300, 200)), np.ones((200, 100)))
+    assert blas() == before

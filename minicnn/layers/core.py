@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from kernels import matmul, matmul_tn
 from kernels.backend import get_array_module
 from .. import activations
 from .base import ActivationMixin, Layer, WeightsMixin
@@ -52,7 +53,7 @@ class Dense(ActivationMixin, WeightsMixin, Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        z = x @ self.params["kernel"]
+        z = matmul(x, self.params["kernel"])      # kernels/_gemm.py: shared between threads
         if self.use_bias:
             z += self.params["bias"]
         y = self.activate(z, training, z_is_own=True)
@@ -63,11 +64,11 @@ class Dense(ActivationMixin, WeightsMixin, Layer):
     def backward(self, dy):
         x, y = self._cache
         dz = self.activation_backward(dy, y)
-        get_array_module(x).matmul(x.T, dz, out=self.grads["kernel"])
+        self.grads["kernel"][...] = matmul_tn(x, dz)        # x.T @ dz
         if self.use_bias:
             dz.sum(axis=0, out=self.grads["bias"])
         self.add_regularization_grads()
-        return dz @ self.params["kernel"].T if self.needs_input_grad else None
+        return matmul(dz, self.params["kernel"].T) if self.needs_input_grad else None
 
     def get_config(self):
         return {"name": self.name, "units": self.units,
