@@ -15,7 +15,9 @@ one), holding everything the rest of the run depends on:
   epoch shuffles the same way, and as it was at the backup, with each seeded Dropout's own.
 
 So a run that is interrupted and resumed ends with bit-identical weights and History to
-one that never was. Not saved: the state of other callbacks (EarlyStopping's patience
+one that never was, when both run on the same number of threads (set
+``MINICNN_NUM_THREADS``: a large matrix product's row blocks are summed in an order that
+depends on the thread count). Not saved: the state of other callbacks (EarlyStopping's patience
 count starts again, as in Keras) and of a data generator passed as ``x``.
 """
 import copy
