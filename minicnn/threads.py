@@ -108,6 +108,8 @@ class ThreadChooser:
 
     TRIALS = 3          # batches timed with each setting, after one untimed warm-up batch
     PERIOD = 100        # batches between trials
+    MARGIN = 0.9        # more threads must be at least 10% faster to be kept: on a busy
+                        # machine their times scatter, and one lucky batch must not decide
 
     def __init__(self, most):
         self.options = (most, 1) if most > 1 and not user_chose_threads() else (most,)
@@ -136,7 +138,8 @@ class ThreadChooser:
         if self.chosen is None and phase > 0:
             self._times[count].append(time.perf_counter() - start)
             if all(len(t) >= self.TRIALS for t in self._times.values()):
-                self.chosen = min(self.options, key=lambda n: statistics.median(self._times[n]))
+                most, one = (statistics.median(self._times[n]) for n in self.options)
+                self.chosen = self.options[0] if most < self.MARGIN * one else 1
         self._step += 1
 
     def _use(self, count):

@@ -96,7 +96,8 @@ def fake_clock(monkeypatch):
     return install
 
 
-@pytest.mark.parametrize("seconds, best", [({2: 0.05, 1: 0.08}, 2), ({2: 0.30, 1: 0.06}, 1)])
+@pytest.mark.parametrize("seconds, best", [({2: 0.05, 1: 0.08}, 2), ({2: 0.30, 1: 0.06}, 1),
+                                           ({2: 0.057, 1: 0.06}, 1)])   # 5% faster is not enough
 def test_chooser_keeps_the_faster_count_after_its_trial(monkeypatch, fake_clock, seconds, best):
     monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
     threads.set_num_threads(None)
