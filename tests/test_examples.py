@@ -97,7 +97,7 @@ def test_fashion_mlp_study_quick(data_dir, tmp_path):
     errors = metrics["errors"]
     assert "Flatten" in errors["without Flatten"]
     assert "10" in errors["Dense(5) for 10 classes"]
-    assert errors["a lambda activation"].startswith("TypeError") and "ReLU(alpha=0.1)" in errors["a lambda activation"]
+    assert set(errors) == {"without Flatten", "Dense(5) for 10 classes"}    # a lambda activation works
     assert metrics["runs"]["init zeros"]["test_accuracy"] < 0.3     # no symmetry breaking, no learning
 
 
