@@ -16,7 +16,7 @@ from . import backend, naive, numpy_kernels
 from ._budget import get_im2col_budget, set_im2col_budget
 from ._gemm import matmul, matmul_tn
 from ._threading import settle_wait_policy
-from ._shapes import output_size, pad_amounts
+from ._shapes import check_padding, output_size, pad_amounts
 
 try:
     from . import numba_kernels
@@ -29,7 +29,7 @@ except Exception as exc:  # noqa: BLE001 - numba's NumPy-version check raises Im
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
-           "output_size", "pad_amounts", "set_im2col_budget", "get_im2col_budget",
+           "check_padding", "output_size", "pad_amounts", "set_im2col_budget", "get_im2col_budget",
            "matmul", "matmul_tn", "IMPLS", "HAVE_NUMBA", "backend"]
 
 IMPLS = {"naive": naive, "numpy": numpy_kernels}

@@ -6,9 +6,15 @@ Numba loops need next (a parallel loop then waits a whole scheduler tick, ~4 ms,
 thread to get a core). Measured on 2 cores, a Fashion-MNIST training step with Numba and
 BLAS both on 2 threads: 36 ms; the same with BLAS's idle threads told to sleep at once
 (OPENBLAS_THREAD_TIMEOUT=4, which only the environment can set): 27.5 ms. So here every
-product runs on single-threaded BLAS, and a large one is cut into row blocks computed at
+product runs on single-threaded BLAS, and a large one is cut into blocks computed at
 once by a few Python threads (NumPy releases the GIL inside BLAS). Those threads sleep
 while they wait, so nothing spins.
+
+How to cut: along the longer side, so that each thread reads its own part of the big
+operand. A convolution's (N·OH·OW, K) x (K, C_out) product is cut into row blocks; a
+dense layer's (batch 64, 4096) x (4096, 4096) one into column blocks of the weights
+(cut by rows, each thread would read all 64 MB of weights: AlexNet's epoch went from
+40 s to 50 s on 2 threads).
 
 The thread count is Numba's (``numba.get_num_threads()``): ``minicnn.threads`` sets it,
 for both kinds of work, in one place. CuPy arrays go straight to CuPy.
@@ -25,9 +31,11 @@ try:
 except ImportError:
     numba = None
 
-#: A product is split only when each thread gets at least this many FLOPs: below it,
-#: handing work to another thread costs more than it saves.
-MIN_FLOPS_PER_THREAD = 2_000_000
+#: A product is split only when each thread gets at least this many FLOPs (about 0.1 ms
+#: of work): below it, handing work to another thread costs more than it saves (the
+#: Fashion MLP's epoch, 64x784x128 products, took 1.10 s split on two threads and 0.65 s
+#: on one).
+MIN_FLOPS_PER_THREAD = 10_000_000
 
 _blas = None        # threadpoolctl's handle on the BLAS library, made on first use
 _pools = {}         # thread count -> ThreadPoolExecutor, kept for the process's life
@@ -41,11 +49,11 @@ def _single_threaded_blas():
     return _blas.limit(limits=1)
 
 
-def _row_blocks(rows, flops):
-    """[(start, stop), …]: how to cut ``rows`` rows of a product of ``flops`` FLOPs."""
+def _blocks(length, flops):
+    """[(start, stop), …]: how to cut a side of ``length`` of a product of ``flops`` FLOPs."""
     threads = numba.get_num_threads() if numba is not None else 1
-    parts = int(max(1, min(threads, rows, flops // MIN_FLOPS_PER_THREAD)))
-    edges = np.linspace(0, rows, parts + 1).astype(int)
+    parts = int(max(1, min(threads, length, flops // MIN_FLOPS_PER_THREAD)))
+    edges = np.linspace(0, length, parts + 1).astype(int)
     return list(zip(edges[:-1], edges[1:]))
 
 
@@ -60,33 +68,47 @@ def _run(work, blocks):
 
 
 def matmul(a, b, out=None):
-    """``a @ b`` (written into ``out`` when given), rows of ``a`` shared between threads.
+    """``a @ b`` (written into ``out`` when given), its rows or columns shared between threads.
 
     Shapes:
         a: (M, K).  b: (K, N).  out and the result: (M, N).
     """
     if is_gpu(a):
         return get_array_module(a).matmul(a, b, out=out)
+    (M, K), N = a.shape, b.shape[1]
     if out is None:
-        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    blocks = _row_blocks(a.shape[0], 2 * a.shape[0] * a.shape[1] * b.shape[1])
+        out = np.empty((M, N), dtype=np.result_type(a, b))
     with _single_threaded_blas():
-        _run(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), blocks)
+        if M >= N:
+            _run(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), _blocks(M, 2 * M * K * N))
+        else:
+            def columns(lo, hi):
+                out[:, lo:hi] = a @ b[:, lo:hi]
+            _run(columns, _blocks(N, 2 * M * K * N))
     return out
 
 
 def matmul_tn(a, b):
-    """``a.T @ b``: a sum over the rows of both, each thread summing its own block of rows.
+    """``a.T @ b``, a sum over the rows of both: with more rows than columns (a
+    convolution's pixels) each thread sums its own block of rows, and the partial sums
+    are added; otherwise (a dense layer's weights) each thread computes its own columns.
 
     Shapes:
         a: (M, K).  b: (M, N).  Returns (K, N).
     """
     if is_gpu(a):
         return a.T @ b
-    blocks = _row_blocks(a.shape[0], 2 * a.shape[0] * a.shape[1] * b.shape[1])
+    (M, K), N = a.shape, b.shape[1]
     with _single_threaded_blas():
-        partial_sums = _run(lambda lo, hi: a[lo:hi].T @ b[lo:hi], blocks)
-    total = partial_sums[0]
-    for part in partial_sums[1:]:
-        total += part
-    return total
+        if M >= N:
+            partial_sums = _run(lambda lo, hi: a[lo:hi].T @ b[lo:hi], _blocks(M, 2 * M * K * N))
+            total = partial_sums[0]
+            for part in partial_sums[1:]:
+                total += part
+            return total
+        out = np.empty((K, N), dtype=np.result_type(a, b))
+
+        def columns(lo, hi):
+            out[:, lo:hi] = a.T @ b[:, lo:hi]
+        _run(columns, _blocks(N, 2 * M * K * N))
+        return out

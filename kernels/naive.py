@@ -38,13 +38,13 @@ def im2col(x, kh, kw, strides, padding):
     N, _, _, C = x.shape
     OH, OW, *pads = conv_geometry(x.shape, kh, kw, strides, padding)
     sh, sw = strides
-    xp = _pad(x, pads)
+    x_pad = _pad(x, pads)
     col = np.zeros((N * OH * OW, kh * kw * C), dtype=x.dtype)
     row = 0
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
-                window = xp[n, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw, :]
+                window = x_pad[n, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw, :]
                 col[row] = window.reshape(-1)
                 row += 1
     return col
@@ -59,14 +59,14 @@ def col2im(col, x_shape, kh, kw, strides, padding):
     N, H, W, C = x_shape
     OH, OW, pt, pb, pl, pr = conv_geometry(x_shape, kh, kw, strides, padding)
     sh, sw = strides
-    dxp = np.zeros((N, H + pt + pb, W + pl + pr, C), dtype=col.dtype)
+    dx_pad = np.zeros((N, H + pt + pb, W + pl + pr, C), dtype=col.dtype)
     row = 0
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
-                dxp[n, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw, :] += col[row].reshape(kh, kw, C)
+                dx_pad[n, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw, :] += col[row].reshape(kh, kw, C)
                 row += 1
-    return dxp[:, pt:pt + H, pl:pl + W, :].copy()
+    return dx_pad[:, pt:pt + H, pl:pl + W, :].copy()
 
 
 def conv2d_forward(x, kernel, bias, strides, padding):
@@ -84,12 +84,12 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     N = x.shape[0]
     OH, OW, *pads = conv_geometry(x.shape, kh, kw, strides, padding)
     sh, sw = strides
-    xp = _pad(x, pads)
+    x_pad = _pad(x, pads)
     y = np.zeros((N, OH, OW, C_out), dtype=x.dtype)
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
-                window = xp[n, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw, :]
+                window = x_pad[n, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw, :]
                 # Dot the (kh, kw, C_in) window with each filter: one number per C_out.
                 y[n, oh, ow] = np.tensordot(window, kernel, axes=3)
     if bias is not None:
@@ -112,8 +112,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     N, H, W, _ = x.shape
     OH, OW, pt, pb, pl, pr = conv_geometry(x.shape, kh, kw, strides, padding)
     sh, sw = strides
-    xp = _pad(x, (pt, pb, pl, pr))
-    dxp = np.zeros_like(xp)
+    x_pad = _pad(x, (pt, pb, pl, pr))
+    dx_pad = np.zeros_like(x_pad)
     dkernel = np.zeros_like(kernel)
     for n in range(N):
         for oh in range(OH):
@@ -121,10 +121,10 @@ def conv2d_backward(dy, cache, need_dx=True):
                 hs, ws = slice(oh * sh, oh * sh + kh), slice(ow * sw, ow * sw + kw)
                 g = dy[n, oh, ow]                       # (C_out,)
                 if need_dx:
-                    dxp[n, hs, ws, :] += kernel @ g     # each input in the window fed every filter
-                dkernel += xp[n, hs, ws, :, None] * g   # each weight saw this window's pixel
+                    dx_pad[n, hs, ws, :] += kernel @ g     # each input in the window fed every filter
+                dkernel += x_pad[n, hs, ws, :, None] * g   # each weight saw this window's pixel
     dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
-    dx = dxp[:, pt:pt + H, pl:pl + W, :].copy() if need_dx else None
+    dx = dx_pad[:, pt:pt + H, pl:pl + W, :].copy() if need_dx else None
     return dx, dkernel, dbias
 
 
@@ -144,12 +144,12 @@ def maxpool2d_forward(x, pool_size, strides, padding):
     N, _, _, C = x.shape
     ph, pw = pool_size
     sh, sw = strides
-    OH, OW, _, xp = _pool_setup(x, pool_size, strides, padding, -np.inf)
+    OH, OW, _, x_pad = _pool_setup(x, pool_size, strides, padding, -np.inf)
     y = np.empty((N, OH, OW, C), dtype=x.dtype)
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
-                y[n, oh, ow] = xp[n, oh * sh:oh * sh + ph, ow * sw:ow * sw + pw, :].max(axis=(0, 1))
+                y[n, oh, ow] = x_pad[n, oh * sh:oh * sh + ph, ow * sw:ow * sw + pw, :].max(axis=(0, 1))
     return y, (x, pool_size, strides, padding)
 
 
@@ -163,17 +163,17 @@ def maxpool2d_backward(dy, cache):
     N, H, W, C = x.shape
     ph, pw = pool_size
     sh, sw = strides
-    OH, OW, (pt, _, pl, _), xp = _pool_setup(x, pool_size, strides, padding, -np.inf)
-    dxp = np.zeros(xp.shape, dtype=dy.dtype)
+    OH, OW, (pt, _, pl, _), x_pad = _pool_setup(x, pool_size, strides, padding, -np.inf)
+    dx_pad = np.zeros(x_pad.shape, dtype=dy.dtype)
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
-                window = xp[n, oh * sh:oh * sh + ph, ow * sw:ow * sw + pw, :].reshape(-1, C)
+                window = x_pad[n, oh * sh:oh * sh + ph, ow * sw:ow * sw + pw, :].reshape(-1, C)
                 first = window.argmax(axis=0)   # argmax returns the first of equal maxima
                 for c in range(C):
                     i, j = divmod(int(first[c]), pw)
-                    dxp[n, oh * sh + i, ow * sw + j, c] += dy[n, oh, ow, c]
-    return dxp[:, pt:pt + H, pl:pl + W, :].copy()
+                    dx_pad[n, oh * sh + i, ow * sw + j, c] += dy[n, oh, ow, c]
+    return dx_pad[:, pt:pt + H, pl:pl + W, :].copy()
 
 
 def avgpool2d_forward(x, pool_size, strides, padding):

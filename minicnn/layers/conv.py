@@ -38,13 +38,6 @@ def zero_padding(padding):
     return tuple(tuple(int(v) for v in p) for p in spec)
 
 
-def check_padding(padding):
-    padding = padding.lower()
-    if padding not in ("valid", "same"):
-        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
-    return padding
-
-
 class Conv2D(ActivationMixin, WeightsMixin, Layer):
     """2-D convolution over NHWC images: y = activation(conv(x, kernel) + bias).
 
@@ -63,7 +56,7 @@ class Conv2D(ActivationMixin, WeightsMixin, Layer):
         self.filters = int(filters)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
-        self.padding = check_padding(padding)
+        self.padding = kernels.check_padding(padding)
         self.set_activation(activation)
         self.init_weights(kernel_initializer, bias_initializer, kernel_regularizer,
                           bias_regularizer, use_bias)

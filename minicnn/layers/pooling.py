@@ -1,7 +1,7 @@
 """MaxPooling2D, AveragePooling2D and GlobalAveragePooling2D (NHWC)."""
 import kernels
 from .base import Layer
-from .conv import check_padding, pair
+from .conv import pair
 
 
 class _Pooling2D(Layer):
@@ -14,7 +14,7 @@ class _Pooling2D(Layer):
         self.pool_size = pair(pool_size, "pool_size")
         # Keras: strides=None means "the same as pool_size" (non-overlapping windows).
         self.strides = self.pool_size if strides is None else pair(strides, "strides")
-        self.padding = check_padding(padding)
+        self.padding = kernels.check_padding(padding)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
