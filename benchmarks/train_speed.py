@@ -304,7 +304,10 @@ class MinicnnTrainer:
         return seconds
 
     def _sgemm_peak(self):
-        with self.minicnn.threads.compute_threads():   # BLAS at the threads fit uses
+        """BLAS's own best on this run's thread count (minicnn's products use single-threaded
+        BLAS on as many threads of its own, so this is the ceiling they aim at)."""
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=self.minicnn.threads.num_threads(), user_api="blas"):
             return sgemm_peak_gflops()
 
     def finish(self):

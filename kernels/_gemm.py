@@ -34,8 +34,8 @@ except ImportError:
 #: A product is split only when each thread gets at least this many FLOPs (about 0.1 ms
 #: of work): below it, handing work to another thread costs more than it saves (the
 #: Fashion MLP's epoch, 64x784x128 products, took 1.10 s split on two threads and 0.65 s
-#: on one).
-MIN_FLOPS_PER_THREAD = 10_000_000
+#: on one; LeNet's 4096x150x16 conv product, 20 MFLOP, gained from splitting).
+MIN_FLOPS_PER_THREAD = 8_000_000
 
 _blas = None        # threadpoolctl's handle on the BLAS library, made on first use
 _pools = {}         # thread count -> ThreadPoolExecutor, kept for the process's life
@@ -83,32 +83,33 @@ def matmul(a, b, out=None):
             _run(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), _blocks(M, 2 * M * K * N))
         else:
             def columns(lo, hi):
-                out[:, lo:hi] = a @ b[:, lo:hi]
+                np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
             _run(columns, _blocks(N, 2 * M * K * N))
     return out
 
 
-def matmul_tn(a, b):
-    """``a.T @ b``, a sum over the rows of both: with more rows than columns (a
-    convolution's pixels) each thread sums its own block of rows, and the partial sums
-    are added; otherwise (a dense layer's weights) each thread computes its own columns.
+def matmul_tn(a, b, out=None):
+    """``a.T @ b`` (written into ``out`` when given), a sum over the rows of both: with more
+    rows than columns (a convolution's pixels) each thread sums its own block of rows and
+    the partial sums are added; otherwise (a dense layer's weights) each thread computes
+    its own columns.
 
     Shapes:
-        a: (M, K).  b: (M, N).  Returns (K, N).
+        a: (M, K).  b: (M, N).  out and the result: (K, N).
     """
     if is_gpu(a):
-        return a.T @ b
+        return get_array_module(a).matmul(a.T, b, out=out)
     (M, K), N = a.shape, b.shape[1]
+    if out is None:
+        out = np.empty((K, N), dtype=np.result_type(a, b))
     with _single_threaded_blas():
         if M >= N:
             partial_sums = _run(lambda lo, hi: a[lo:hi].T @ b[lo:hi], _blocks(M, 2 * M * K * N))
-            total = partial_sums[0]
+            out[...] = partial_sums[0]
             for part in partial_sums[1:]:
-                total += part
-            return total
-        out = np.empty((K, N), dtype=np.result_type(a, b))
-
-        def columns(lo, hi):
-            out[:, lo:hi] = a.T @ b[:, lo:hi]
-        _run(columns, _blocks(N, 2 * M * K * N))
-        return out
+                out += part
+        else:
+            def columns(lo, hi):
+                np.matmul(a.T, b[:, lo:hi], out=out[:, lo:hi])
+            _run(columns, _blocks(N, 2 * M * K * N))
+    return out

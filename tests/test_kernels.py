@@ -414,6 +414,9 @@ def test_split_matrix_products_equal_numpy(M, K, N, rng, monkeypatch):
             out = np.empty((M, N))
             assert kernels.matmul(a, b, out=out) is out
             np.testing.assert_allclose(kernels.matmul_tn(a, c), a.T @ c, **TIGHT)
+            sums = np.empty((K, N))
+            assert kernels.matmul_tn(a, c, out=sums) is sums
+            np.testing.assert_allclose(sums, a.T @ c, **TIGHT)
     finally:
         numba.set_num_threads(before)
 

@@ -64,7 +64,7 @@ class Dense(ActivationMixin, WeightsMixin, Layer):
     def backward(self, dy):
         x, y = self._cache
         dz = self.activation_backward(dy, y)
-        self.grads["kernel"][...] = matmul_tn(x, dz)        # x.T @ dz
+        matmul_tn(x, dz, out=self.grads["kernel"])         # x.T @ dz
         if self.use_bias:
             dz.sum(axis=0, out=self.grads["bias"])
         self.add_regularization_grads()
