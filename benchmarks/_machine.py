@@ -9,20 +9,10 @@ import os
 import platform
 import sys
 
+from minicnn import threads
+
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMBA_NUM_THREADS", "OPENBLAS_CORETYPE", "MINICNN_KERNELS")
-
-
-def cpu_model():
-    """The CPU's marketing name, from /proc/cpuinfo on Linux, else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _blas_info():
@@ -38,7 +28,7 @@ def machine_info():
     """A dict describing this machine and the numeric stack, for benchmark JSON."""
     import numpy as np
     info = {
-        "cpu": cpu_model(),
+        "cpu": threads.cpu_model(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),

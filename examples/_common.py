@@ -120,16 +120,6 @@ def threads_in_use():
     return {"numba": numba.get_num_threads(), "blas": max(blas) if blas else None}
 
 
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def git_state():
     """{"revision", "dirty"} of the repository the examples live in (None outside git).
     "dirty" means changed code: the results/ folder the runs write into does not count."""
@@ -227,7 +217,7 @@ class Results:
         self.data = {"example": name, "notebook": notebook,
                      "command": shlex.join(["python", f"examples/{name}.py", *sys.argv[1:]]),
                      "config": config, "versions": versions(), "threads": threads(), "git": git_state(),
-                     "cpu": cpu_model(), "started": now(), "runs": self._earlier_runs()}
+                     "cpu": minicnn.threads.cpu_model(), "started": now(), "runs": self._earlier_runs()}
 
     def _earlier_runs(self):
         """Runs already in OUT/metrics.json from a call with the same settings."""

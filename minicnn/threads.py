@@ -17,6 +17,7 @@ during training that the cores really help.
 """
 import contextlib
 import os
+import platform
 import statistics
 import time
 
@@ -54,6 +55,19 @@ def available_cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:          # macOS and Windows have no affinity call
         return os.cpu_count() or 1
+
+
+def cpu_model():
+    """The CPU's name as Linux reports it (/proc/cpuinfo), else ``platform.processor()``;
+    benchmarks and the examples' metrics.json record it beside the thread counts."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def num_threads():
