@@ -227,3 +227,53 @@ def avgpool_backward_loop(dy, ph, pw, sh, sw, pt, pl, counts, dx):
                     for w in range(w0, w1):
                         for c in range(C):
                             dx[n, h, w, c] += dy[n, oh, ow, c] / counts[oh, ow]
+
+
+# ---------------------------------------------------------------- batch normalisation
+# Rows are the N·H·W positions of a (rows, C) view of an NHWC batch. Per-channel sums
+# are taken over a fixed number of row blocks (SUM_BLOCKS, whatever the thread count,
+# so the result does not depend on it), each block in float64, then added in order.
+
+SUM_BLOCKS = 64
+
+
+@njit(cache=CACHE, inline="always")
+def _block_rows(block, rows):
+    return block * rows // SUM_BLOCKS, (block + 1) * rows // SUM_BLOCKS
+
+
+@pjit
+def channel_sums_loop(a, b, center, what, partial):
+    """partial[k, c] = Σ over block k's rows, in float64, of: a[r, c] (what = 0),
+    (a[r, c] - center[c])² (what = 1) or a[r, c]·b[r, c] (what = 2)."""
+    rows, C = a.shape
+    for k in prange(SUM_BLOCKS):
+        lo, hi = _block_rows(k, rows)
+        for r in range(lo, hi):
+            for c in range(C):
+                v = np.float64(a[r, c])
+                if what == 1:
+                    v = (v - center[c]) * (v - center[c])
+                elif what == 2:
+                    v *= b[r, c]
+                partial[k, c] += v
+
+
+@pjit
+def batchnorm_apply_loop(x, mean, inv_std, gamma, beta, x_hat, y):
+    """x_hat = (x - mean) * inv_std and y = gamma * x_hat + beta, in one pass."""
+    rows, C = x.shape
+    for r in prange(rows):
+        for c in range(C):
+            h = (x[r, c] - mean[c]) * inv_std[c]
+            x_hat[r, c] = h
+            y[r, c] = gamma[c] * h + beta[c]
+
+
+@pjit
+def batchnorm_dx_loop(dy, x_hat, a, b, c_, dx):
+    """dx = a·dy - b - c·x_hat per channel (the coefficients hold gamma, inv_std and the sums)."""
+    rows, C = dy.shape
+    for r in prange(rows):
+        for c in range(C):
+            dx[r, c] = a[c] * dy[r, c] - b[c] - c_[c] * x_hat[r, c]

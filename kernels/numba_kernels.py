@@ -159,3 +159,59 @@ def avgpool2d_backward(dy, cache):
     dx = np.zeros(x_shape, dtype=dy.dtype)
     loops.avgpool_backward_loop(np.ascontiguousarray(dy), ph, pw, sh, sw, pt, pl, counts, dx)
     return dx
+
+
+# -- batch normalisation: the compiled twins of minicnn/layers/normalization.py -------------
+# (not in __all__: the layer picks them, through kernels.batchnorm_twin, for NumPy arrays)
+
+def _channel_sums(a, what, b=None, center=None):
+    """Per-channel float64 sums of a (rows, C) array (see channel_sums_loop). Shapes: (C,)."""
+    C = a.shape[1]
+    partial = np.zeros((loops.SUM_BLOCKS, C))
+    loops.channel_sums_loop(a, a if b is None else b, np.zeros(C) if center is None else center,
+                            what, partial)
+    return partial.sum(axis=0)
+
+
+def batch_moments(x):
+    """Per-channel mean and biased variance, accumulated in float64, in two passes.
+
+    Shapes: x: (N, C) or (N, H, W, C).  Returns mean, var: (C,), dtype of x.
+    """
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    mean = _channel_sums(rows, 0) / len(rows)
+    var = _channel_sums(rows, 1, center=mean) / len(rows)
+    return mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batchnorm_forward(x, mean, var, gamma, beta, epsilon):
+    """y = gamma · (x - mean) / sqrt(var + epsilon) + beta in one pass, keeping x_hat.
+
+    Shapes: x: (N, C) or (N, H, W, C); mean, var, gamma, beta: (C,).  Returns (y, cache).
+    """
+    x = np.ascontiguousarray(x)
+    inv_std = (1 / np.sqrt(var + epsilon)).astype(x.dtype)
+    x_hat, y = np.empty_like(x), np.empty_like(x)
+    C = x.shape[-1]
+    loops.batchnorm_apply_loop(x.reshape(-1, C), mean.astype(x.dtype), inv_std,
+                               gamma.astype(x.dtype), beta.astype(x.dtype),
+                               x_hat.reshape(-1, C), y.reshape(-1, C))
+    return y, (x_hat, inv_std, gamma)
+
+
+def batchnorm_backward(dy, cache):
+    """The same gradients as the NumPy version: two float64 sums per channel, then one pass.
+
+    Shapes: dy: like x.  Returns dx (like x), dgamma (C,), dbeta (C,).
+    """
+    x_hat, inv_std, gamma = cache
+    C = dy.shape[-1]
+    dy_rows, x_hat_rows = np.ascontiguousarray(dy).reshape(-1, C), x_hat.reshape(-1, C)
+    m = len(dy_rows)
+    sum_dy = _channel_sums(dy_rows, 0)
+    sum_dy_x_hat = _channel_sums(dy_rows, 2, b=x_hat_rows)
+    scale = gamma.astype(np.float64) * inv_std            # dx = scale·(dy - Σdy/m - x_hat·Σ(dy·x_hat)/m)
+    dx = np.empty_like(dy_rows)
+    loops.batchnorm_dx_loop(dy_rows, x_hat_rows, scale.astype(dy.dtype), (scale * sum_dy / m).astype(dy.dtype),
+                            (scale * sum_dy_x_hat / m).astype(dy.dtype), dx)
+    return dx.reshape(dy.shape), sum_dy_x_hat.astype(dy.dtype), sum_dy.astype(dy.dtype)

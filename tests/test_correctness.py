@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import kernels
 from kernels import backend
 from minicnn import Sequential, losses, optimizers
 from minicnn.layers import BatchNormalization, Dense, Dropout
@@ -188,3 +189,25 @@ def test_in_place_activations_never_touch_another_layers_arrays(rng):
     y = model.layers[2].forward(np.maximum(kept, 0), training=True)
     np.testing.assert_allclose(y, np.tanh(np.maximum(z, 0) @ model.layers[2].params["kernel"]
                                           + model.layers[2].params["bias"]))
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("shape", [(64, 26, 26, 32), (7, 5), (3, 4, 5, 6)])
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 1e-5)])
+def test_compiled_batchnorm_equals_the_numpy_definition(shape, dtype, tolerance, rng, monkeypatch):
+    """The Numba twins (one or two passes) give what the readable NumPy functions give."""
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gamma, beta = (rng.standard_normal(shape[-1]).astype(dtype) for _ in range(2))
+
+    def run():
+        mean, var = batch_moments(x)
+        y, cache = batchnorm_forward(x, mean, var, gamma, beta, 1e-3)
+        return (mean, var, y, *batchnorm_backward(dy, cache))
+    assert kernels.batchnorm_twin(x) is kernels.numba_kernels
+    compiled = run()
+    monkeypatch.setenv("MINICNN_KERNELS", "numpy")
+    assert kernels.batchnorm_twin(x) is None
+    for name, got, want in zip(("mean", "var", "y", "dx", "dgamma", "dbeta"), compiled, run()):
+        assert got.dtype == want.dtype == np.dtype(dtype), name
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * np.abs(want).max(), err_msg=name)

@@ -1,4 +1,12 @@
-"""BatchNormalization with Keras's semantics (per channel, momentum 0.99, epsilon 1e-3)."""
+"""BatchNormalization with Keras's semantics (per channel, momentum 0.99, epsilon 1e-3).
+
+The three functions below are the readable NumPy definitions (they run on CuPy arrays
+too). When the Numba kernels are in use, each hands NumPy arrays to its compiled twin in
+``kernels/numba_kernels.py``, which computes the same in one or two passes over memory
+(a 128x26x26x32 float32 batch, one thread, on a 2-core machine also running two training
+jobs: forward 15 -> 1.9 ms, backward 21 -> 1.8 ms).
+"""
+import kernels
 from kernels.backend import get_array_module
 from .base import Layer
 
@@ -12,6 +20,9 @@ def batch_moments(x):
 
     Shapes: x: (N, C) or (N, H, W, C).  Returns mean, var: (C,), dtype of x.
     """
+    compiled = kernels.batchnorm_twin(x)
+    if compiled is not None:
+        return compiled.batch_moments(x)
     axes = tuple(range(x.ndim - 1))
     mean = x.mean(axis=axes, dtype="float64")
     var = ((x - mean) ** 2).mean(axis=axes)     # x - mean is float64 already
@@ -25,6 +36,9 @@ def batchnorm_forward(x, mean, var, gamma, beta, epsilon):
         x: (N, C) or (N, H, W, C)   mean, var, gamma, beta: (C,)   y: same as x
     Returns (y, cache); the cache (x_hat, inv_std, gamma) is what batchnorm_backward needs.
     """
+    compiled = kernels.batchnorm_twin(x)
+    if compiled is not None:
+        return compiled.batchnorm_forward(x, mean, var, gamma, beta, epsilon)
     inv_std = 1 / get_array_module(x).sqrt(var + epsilon)   # epsilon inside the root
     x_hat = (x - mean) * inv_std
     return gamma * x_hat + beta, (x_hat, inv_std, gamma)
@@ -42,6 +56,9 @@ def batchnorm_backward(dy, cache):
 
     Shapes: dy: like x.  Returns dx (like x), dgamma (C,), dbeta (C,).
     """
+    compiled = kernels.batchnorm_twin(dy)
+    if compiled is not None:
+        return compiled.batchnorm_backward(dy, cache)
     x_hat, inv_std, gamma = cache
     axes = tuple(range(dy.ndim - 1))
     m = dy.size // dy.shape[-1]
