@@ -255,11 +255,12 @@ def run_job(job, threads):
     return job.name, code, seconds
 
 
-def run_jobs(jobs, n_jobs=1, backend="loky", address=None, cores=None):
+def run_jobs(jobs, n_jobs=1, backend="loky", address=None, cores=None, threads=None):
     """Run the jobs, ``n_jobs`` at a time, through joblib's ``backend`` ("loky": local
-    processes; "dask" or "ray": a cluster). Returns [(name, exit code, seconds)]."""
+    processes; "dask" or "ray": a cluster), each on ``threads`` threads (default: cores
+    divided by jobs). Returns [(name, exit code, seconds)]."""
     import joblib
-    threads = max(1, (cores or os.cpu_count()) // n_jobs)
+    threads = threads or max(1, (cores or os.cpu_count()) // n_jobs)
     if backend == "dask":
         from dask.distributed import Client
         client = Client(address) if address else Client()     # no address: a LocalCluster
@@ -306,6 +307,8 @@ def main(argv=None):
     parser.add_argument("--run", nargs="+", metavar="NAME", help="run (or resume) these experiments")
     parser.add_argument("--missing", action="store_true", help="run (or resume) every experiment not done")
     parser.add_argument("--jobs", type=int, default=1, help="processes at once (threads each: cores / jobs)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="threads per job (default: cores / jobs); e.g. 1 beside other busy work")
     parser.add_argument("--seeds", type=lambda text: [int(n) for n in text.split(",")], metavar="0,1,...",
                         help="with --run/--missing: only these seeds (default: every seed the experiment lists)")
     parser.add_argument("--backend", choices=["loky", "dask", "ray"], default="loky",
@@ -322,7 +325,7 @@ def main(argv=None):
         chosen = ([by_name[name] for name in args.run] if args.run else
                   [e for e in EXPERIMENTS if status(e, args.results)["status"] != "done"])
         outcomes = run_jobs(jobs_for(chosen, args.results, seeds=args.seeds), args.jobs, args.backend,
-                            args.address)
+                            args.address, threads=args.threads)
         if any(code for _, code, _ in outcomes):
             sys.exit(1)
     rows = [status(experiment, args.results) for experiment in EXPERIMENTS]
