@@ -297,7 +297,7 @@ class Results:
     def histories(self, keys=None):
         """{run name: history dict} of the runs with these keys (default: all), for one chart."""
         return {run: figures["history"] for run, figures in self.data["runs"].items()
-                if keys is None or figures["key"] in keys}
+                if keys is None or figures.get("key", run) in keys}   # runs recorded before keys: by name
 
 
 class PartialRecord(Callback):
