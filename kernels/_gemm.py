@@ -20,6 +20,7 @@ The thread count is Numba's (``numba.get_num_threads()``): ``minicnn.threads`` s
 for both kinds of work, in one place. CuPy arrays go straight to CuPy.
 """
 import concurrent.futures
+import os
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -39,6 +40,10 @@ MIN_FLOPS_PER_THREAD = 8_000_000
 
 _blas = None        # threadpoolctl's handle on the BLAS library, made on first use
 _pools = {}         # thread count -> ThreadPoolExecutor, kept for the process's life
+
+# A forked child inherits the pools but not their threads: it must make its own.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pools.clear)
 
 
 def _single_threaded_blas():

@@ -427,3 +427,16 @@ def test_matrix_products_leave_blas_threads_as_they_were():
     before = blas()
     kernels.matmul(np.ones((300, 200)), np.ones((200, 100)))
     assert blas() == before
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_split_products_work_in_a_forked_child(rng, monkeypatch):
+    """A child forked after the thread pools exist makes its own (it would hang otherwise)."""
+    import multiprocessing
+    from kernels import _gemm
+    monkeypatch.setattr(_gemm, "MIN_FLOPS_PER_THREAD", 1000)
+    a, b = rng.standard_normal((400, 50)), rng.standard_normal((50, 30))
+    kernels.matmul(a, b)                                  # the parent's pools now exist
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(kernels.matmul, (a, b)).get(timeout=60)
+    np.testing.assert_allclose(result, a @ b, **TIGHT)
