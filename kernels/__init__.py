@@ -56,7 +56,8 @@ def batchnorm_twin(x):
     """numba_kernels when the Numba kernels are in use for ``x`` (its compiled batch-norm
     twins are then the ones to run), else None: use the NumPy reference in
     ``minicnn/layers/normalization.py``, which also runs on CuPy arrays."""
-    return numba_kernels if _impl(x) is numba_kernels and numba_kernels is not None else None
+    impl = _impl(x)
+    return impl if impl is numba_kernels else None     # _impl never picks Numba without it
 
 
 # Thin forwarders with the same signatures as the twins. Caches belong to the
