@@ -52,10 +52,11 @@ def _impl(x):
     return impl
 
 
-def batchnorm_twin(x):
-    """numba_kernels when the Numba kernels are in use for ``x`` (its compiled batch-norm
-    twins are then the ones to run), else None: use the NumPy reference in
-    ``minicnn/layers/normalization.py``, which also runs on CuPy arrays."""
+def compiled_twins(x):
+    """numba_kernels when the Numba kernels are in use for ``x`` (its compiled twins of
+    the batch-norm functions and of the Adam update are then the ones to run), else None:
+    use the NumPy references in ``minicnn/layers/normalization.py`` and
+    ``minicnn/optimizers.py``, which also run on CuPy arrays."""
     impl = _impl(x)
     return impl if impl is numba_kernels else None     # _impl never picks Numba without it
 

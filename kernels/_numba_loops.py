@@ -8,6 +8,10 @@ Rules every loop follows:
 * Accumulators come from the arrays' dtype (``np.zeros(n, y.dtype)``), never from a
   ``0.0`` literal, which would silently turn a float32 loop into float64.
 * Outputs are allocated (zeroed where they are accumulated into) by the caller.
+* ``error_model="numpy"``: a float division by zero gives inf, as in NumPy. Under Numba's
+  default ("python") every division first tests its divisor so that it can raise
+  ZeroDivisionError, and that branch stops the loop from being vectorised: the Adam
+  update below ran 4x slower with it (12 ms against 2.8 ms for 5 million weights).
 
 Why the loops look the way they do (measured on a 2-core AMD EPYC, one thread):
 
@@ -45,10 +49,10 @@ def cache_enabled(kernel_dir=None, environ=None):
 
 
 CACHE = cache_enabled()
-pjit = njit(cache=CACHE, parallel=True)
+pjit = njit(cache=CACHE, parallel=True, error_model="numpy")
 
 
-@njit(cache=CACHE, inline="always")
+@njit(cache=CACHE, inline="always", error_model="numpy")
 def _window_columns(ow, sw, pl, kw, W, C):
     """For output column ``ow``: ``(w0*C, m0, m1)``, where the window row starts at flat
     offset ``w0*C`` of an image row and its values ``m0 <= m < m1`` lie inside the image
@@ -102,7 +106,7 @@ def col2im_loop(col, kh, kw, sh, sw, pt, pl, OH, OW, dx):
                     dxf[dst + m0:dst + m1] += cf[src + m0:src + m1]
 
 
-@njit(cache=CACHE, inline="always")
+@njit(cache=CACHE, inline="always", error_model="numpy")
 def _inside_columns(j, sw, pl, W, OW):
     """The output columns ``lo <= ow < hi`` whose window column ``j`` is inside the image."""
     lo = min(OW, max(0, (pl - j + sw - 1) // sw))
@@ -237,7 +241,7 @@ def avgpool_backward_loop(dy, ph, pw, sh, sw, pt, pl, counts, dx):
 SUM_BLOCKS = 64
 
 
-@njit(cache=CACHE, inline="always")
+@njit(cache=CACHE, inline="always", error_model="numpy")
 def _block_rows(block, rows):
     return block * rows // SUM_BLOCKS, (block + 1) * rows // SUM_BLOCKS
 
@@ -277,3 +281,14 @@ def batchnorm_dx_loop(dy, x_hat, a, b, c_, dx):
     for r in prange(rows):
         for c in range(C):
             dx[r, c] = a[c] * dy[r, c] - b[c] - c_[c] * x_hat[r, c]
+
+
+@pjit
+def adam_loop(w, g, m, v, alpha, c1, c2, epsilon):
+    """One Adam step on flat arrays, each element in the order of optimizers.adam_step:
+    m += (g - m)·c1, v += (g² - v)·c2, w -= m / (√v + epsilon)·alpha. One pass over
+    memory where NumPy makes eleven; the scalars come in the arrays' dtype."""
+    for i in prange(w.size):
+        m[i] += (g[i] - m[i]) * c1
+        v[i] += (g[i] * g[i] - v[i]) * c2
+        w[i] -= m[i] / (np.sqrt(v[i]) + epsilon) * alpha

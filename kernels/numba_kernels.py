@@ -162,7 +162,7 @@ def avgpool2d_backward(dy, cache):
 
 
 # -- batch normalisation: the compiled twins of minicnn/layers/normalization.py -------------
-# (not in __all__: the layer picks them, through kernels.batchnorm_twin, for NumPy arrays)
+# (not in __all__: the layer picks them, through kernels.compiled_twins, for NumPy arrays)
 
 def _channel_sums(a, what, b=None, center=None):
     """Per-channel float64 sums of a (rows, C) array (see channel_sums_loop). Shapes: (C,)."""
@@ -215,3 +215,19 @@ def batchnorm_backward(dy, cache):
     loops.batchnorm_dx_loop(dy_rows, x_hat_rows, scale.astype(dy.dtype), (scale * sum_dy / m).astype(dy.dtype),
                             (scale * sum_dy_x_hat / m).astype(dy.dtype), dx)
     return dx.reshape(dy.shape), sum_dy_x_hat.astype(dy.dtype), sum_dy.astype(dy.dtype)
+
+
+# -- optimiser: the compiled twin of minicnn.optimizers.adam_step ---------------------------
+
+def adam_step(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    """Adam's update of w, m and v in place, in one compiled pass (see adam_loop).
+
+    Shapes: w, g, m, v: all the same; w, m and v C-contiguous (they are updated through
+    flat views, and a copy would silently drop the update).
+    """
+    if not all(a.flags.c_contiguous for a in (w, m, v)):
+        raise ValueError("adam_step updates w, m and v through flat views: they must be C-contiguous")
+    scalar = w.dtype.type
+    loops.adam_loop(w.reshape(-1), np.ascontiguousarray(g, dtype=w.dtype).reshape(-1),
+                    m.reshape(-1), v.reshape(-1),
+                    scalar(alpha), scalar(1 - beta_1), scalar(1 - beta_2), scalar(epsilon))

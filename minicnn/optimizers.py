@@ -10,6 +10,7 @@ the model keeps fixed.
 """
 import numpy as np
 
+import kernels
 from kernels import backend
 from kernels.backend import get_array_module
 from . import schedules
@@ -135,7 +136,9 @@ def adam_step_fused(w, g, m, v, alpha, beta_1, beta_2, epsilon, tmp):
 class Adam(Optimizer):
     """Adam in Keras's folded form: the bias corrections are folded into the step
     size, so epsilon is added to √v itself ("epsilon hat" in the Adam paper).
-    The update is ``adam_step``; training runs its allocation-free twin."""
+    The update is ``adam_step``; training runs a faster twin of it with the same
+    numbers: the compiled ``kernels.numba_kernels.adam_step`` (one pass over memory) on
+    NumPy arrays, ``adam_step_fused`` (no temporaries) on CuPy arrays."""
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
@@ -143,9 +146,14 @@ class Adam(Optimizer):
 
     def update(self, i, w, g):
         t = self.iterations
-        alpha = self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        adam_step_fused(w, g, self.slot("m", i, w), self.slot("v", i, w), alpha,
-                        self.beta_1, self.beta_2, self.epsilon, self.scratch(i, w))
+        # A Python float, so that NumPy rounds it to w's dtype as the compiled twin does
+        alpha = float(self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t))
+        m, v = self.slot("m", i, w), self.slot("v", i, w)
+        compiled = kernels.compiled_twins(w)
+        if compiled is not None and w.flags.c_contiguous:
+            compiled.adam_step(w, g, m, v, alpha, self.beta_1, self.beta_2, self.epsilon)
+        else:
+            adam_step_fused(w, g, m, v, alpha, self.beta_1, self.beta_2, self.epsilon, self.scratch(i, w))
 
 
 class RMSprop(Optimizer):

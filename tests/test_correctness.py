@@ -204,10 +204,10 @@ def test_compiled_batchnorm_equals_the_numpy_definition(shape, dtype, tolerance,
         mean, var = batch_moments(x)
         y, cache = batchnorm_forward(x, mean, var, gamma, beta, 1e-3)
         return (mean, var, y, *batchnorm_backward(dy, cache))
-    assert kernels.batchnorm_twin(x) is kernels.numba_kernels
+    assert kernels.compiled_twins(x) is kernels.numba_kernels
     compiled = run()
     monkeypatch.setenv("MINICNN_KERNELS", "numpy")
-    assert kernels.batchnorm_twin(x) is None
+    assert kernels.compiled_twins(x) is None
     for name, got, want in zip(("mean", "var", "y", "dx", "dgamma", "dbeta"), compiled, run()):
         assert got.dtype == want.dtype == np.dtype(dtype), name
         np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * np.abs(want).max(), err_msg=name)

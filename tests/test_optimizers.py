@@ -4,8 +4,11 @@ import math
 import numpy as np
 import pytest
 
+import kernels
 from minicnn import optimizers
 from minicnn.layers import Dense
+
+needs_numba = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 
 W0 = [0.5, -0.3, 0.0]
 GRADS = [[0.1, -0.2, 0.3], [0.05, 0.4, -0.1], [-0.3, 0.1, 0.2]]
@@ -143,3 +146,43 @@ def test_fused_adam_step_equals_the_readable_one(dtype):
         adam_step_fused(*fused, 0.01, 0.9, 0.999, 1e-7, np.empty_like(w))
     for got, want in zip(fused, readable):
         np.testing.assert_array_equal(got, want)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 3, 4, 6), (1001,), (2, 1)])
+def test_compiled_adam_step_equals_the_readable_one(dtype, shape):
+    """Bit for bit: the Numba pass does the readable version's operations in its order."""
+    from minicnn.optimizers import adam_step
+    rng = np.random.default_rng(1)
+    w, m = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    v = rng.random(shape).astype(dtype)
+    readable, compiled = [a.copy() for a in (w, m, v)], [a.copy() for a in (w, m, v)]
+    for step in range(3):
+        g = rng.standard_normal(shape[::-1]).astype(dtype).T      # a non-contiguous gradient
+        alpha = 0.01 * math.sqrt(1 - 0.999 ** (step + 1)) / (1 - 0.9 ** (step + 1))
+        adam_step(readable[0], g, *readable[1:], alpha, 0.9, 0.999, 1e-7)
+        kernels.numba_kernels.adam_step(compiled[0], g, *compiled[1:], alpha, 0.9, 0.999, 1e-7)
+    for got, want in zip(compiled, readable):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_adam_trains_a_non_contiguous_parameter_like_a_contiguous_one():
+    """A Fortran-ordered weight cannot take the compiled pass; Adam must still update it
+    in place, to the same numbers as a C-ordered copy gets."""
+    rng = np.random.default_rng(2)
+    w_c = rng.standard_normal((6, 4)).astype(np.float32)
+    w_f = np.asfortranarray(w_c)
+    grads = [rng.standard_normal((6, 4)).astype(np.float32) for _ in range(3)]
+    for optimizer, w in ((optimizers.Adam(0.01), w_c), (optimizers.Adam(0.01), w_f)):
+        for g in grads:
+            optimizer.apply([w], [g])
+    assert w_f.flags.f_contiguous
+    np.testing.assert_array_equal(w_f, w_c)
+
+
+@needs_numba
+def test_compiled_adam_step_refuses_arrays_it_cannot_update_in_place():
+    w = np.zeros((4, 3), np.float32, order="F")
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.numba_kernels.adam_step(w, w, w.copy(), w.copy(), 0.1, 0.9, 0.999, 1e-7)

@@ -20,7 +20,7 @@ def batch_moments(x):
 
     Shapes: x: (N, C) or (N, H, W, C).  Returns mean, var: (C,), dtype of x.
     """
-    compiled = kernels.batchnorm_twin(x)
+    compiled = kernels.compiled_twins(x)
     if compiled is not None:
         return compiled.batch_moments(x)
     axes = tuple(range(x.ndim - 1))
@@ -36,7 +36,7 @@ def batchnorm_forward(x, mean, var, gamma, beta, epsilon):
         x: (N, C) or (N, H, W, C)   mean, var, gamma, beta: (C,)   y: same as x
     Returns (y, cache); the cache (x_hat, inv_std, gamma) is what batchnorm_backward needs.
     """
-    compiled = kernels.batchnorm_twin(x)
+    compiled = kernels.compiled_twins(x)
     if compiled is not None:
         return compiled.batchnorm_forward(x, mean, var, gamma, beta, epsilon)
     inv_std = 1 / get_array_module(x).sqrt(var + epsilon)   # epsilon inside the root
@@ -56,7 +56,7 @@ def batchnorm_backward(dy, cache):
 
     Shapes: dy: like x.  Returns dx (like x), dgamma (C,), dbeta (C,).
     """
-    compiled = kernels.batchnorm_twin(dy)
+    compiled = kernels.compiled_twins(dy)
     if compiled is not None:
         return compiled.batchnorm_backward(dy, cache)
     x_hat, inv_std, gamma = cache
