@@ -15,6 +15,7 @@ import warnings
 from . import backend, naive, numpy_kernels
 from ._budget import get_im2col_budget, set_im2col_budget
 from ._gemm import matmul, matmul_tn
+from .numpy_kernels import bias_gradient
 from ._threading import settle_wait_policy
 from ._shapes import check_padding, output_size, pad_amounts
 
@@ -30,7 +31,7 @@ except Exception as exc:  # noqa: BLE001 - numba's NumPy-version check raises Im
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
            "check_padding", "output_size", "pad_amounts", "set_im2col_budget", "get_im2col_budget",
-           "matmul", "matmul_tn", "IMPLS", "HAVE_NUMBA", "backend"]
+           "matmul", "matmul_tn", "bias_gradient", "IMPLS", "HAVE_NUMBA", "backend"]
 
 IMPLS = {"naive": naive, "numpy": numpy_kernels}
 if HAVE_NUMBA:
@@ -54,7 +55,8 @@ def _impl(x):
 
 def compiled_twins(x):
     """numba_kernels when the Numba kernels are in use for ``x`` (its compiled twins of
-    the batch-norm functions and of the Adam update are then the ones to run), else None:
+    the batch-norm functions, of the Adam update and of bias + activation are then the
+    ones to run), else None:
     use the NumPy references in ``minicnn/layers/normalization.py`` and
     ``minicnn/optimizers.py``, which also run on CuPy arrays."""
     impl = _impl(x)

@@ -292,3 +292,35 @@ def adam_loop(w, g, m, v, alpha, c1, c2, epsilon):
         m[i] += (g[i] - m[i]) * c1
         v[i] += (g[i] * g[i] - v[i]) * c2
         w[i] -= m[i] / (np.sqrt(v[i]) + epsilon) * alpha
+
+
+@pjit
+def bias_relu_loop(z, bias, alpha, apply_relu):
+    """z += bias, then (when apply_relu) z = z where z > 0, else alpha·z: relu for alpha 0,
+    leaky relu otherwise. Shapes: z (rows, C), bias (C,)."""
+    rows, C = z.shape
+    for r in prange(rows):
+        for c in range(C):
+            v = z[r, c] + bias[c]
+            if apply_relu:
+                v = v if v > 0 else v * alpha
+            z[r, c] = v
+
+
+@pjit
+def activation_backward_loop(dy, y, kind, alpha, dz, partial):
+    """dz = dy · f'(y) with f' written in terms of the output y (kind 0 linear: 1;
+    1 relu: 1 where y > 0, else alpha; 2 tanh: 1 - y²), and in the same pass each block
+    of rows' float64 column sums of dz into partial[block] (the bias gradient)."""
+    rows, C = dy.shape
+    for k in prange(SUM_BLOCKS):
+        lo, hi = _block_rows(k, rows)
+        for r in range(lo, hi):
+            for c in range(C):
+                d = dy[r, c]
+                if kind == 1:
+                    d = d if y[r, c] > 0 else d * alpha
+                elif kind == 2:
+                    d = d * (1 - y[r, c] * y[r, c])
+                dz[r, c] = d
+                partial[k, c] += d

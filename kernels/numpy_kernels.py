@@ -127,10 +127,18 @@ def gemm_conv_backward(dy, cache, im2col_fn, col2im_fn, need_dx=True):
             dx[lo:lo + step] = col2im_fn(dcol, xs.shape, kh, kw, strides, padding)
         else:
             note_col(c.nbytes)
-    # A row of ones times dy sums its rows ~10x faster than .sum(axis=0) (86528 x 32, float32).
-    dbias = matmul(xp.ones((1, N * dy.shape[1] * dy.shape[2]), dtype=dy.dtype),
-                   dy.reshape(-1, C_out))[0] if has_bias else None
+    dbias = bias_gradient(dy) if has_bias else None
     return dx, dw.reshape(kernel.shape), dbias
+
+
+def bias_gradient(dy):
+    """dy summed over every axis but the last: the gradient of a bias added to each row.
+
+    A row of ones times dy sums its rows ~10x faster than .sum(axis=0) (86528 x 32, float32).
+    Shapes: dy: (..., C).  Returns (C,).
+    """
+    rows = dy.reshape(-1, dy.shape[-1])
+    return matmul(get_array_module(dy).ones((1, len(rows)), dtype=dy.dtype), rows)[0]
 
 
 def conv2d_forward(x, kernel, bias, strides, padding):

@@ -35,6 +35,11 @@ class ActivationFunction:
     source = None
     #: True when backward needs the input z as well as the output y
     needs_input = False
+    #: the name kernels.numba_kernels' bias+activation twins know this activation by
+    #: (a key of its FUSED_ACTIVATIONS), or None where only the methods below compute it
+    compiled_name = None
+    #: relu's slope below zero (the compiled twins take it as a number)
+    alpha = 0.0
 
     def forward(self, z):
         return z
@@ -62,10 +67,12 @@ class ActivationFunction:
 
 class Linear(ActivationFunction):
     name = "linear"
+    compiled_name = "linear"
 
 
 class Tanh(ActivationFunction):
     name = "tanh"
+    compiled_name = "tanh"
 
     def forward(self, z):
         return get_array_module(z).tanh(z)
@@ -94,6 +101,7 @@ class ReLU(ActivationFunction):
     """max(z, 0), or a leaky slope ``alpha`` for z < 0 (Keras's relu(x, negative_slope))."""
 
     name = "relu"
+    compiled_name = "relu"
 
     def __init__(self, alpha=0.0):
         if alpha < 0:

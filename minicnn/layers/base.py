@@ -10,6 +10,7 @@
 """
 import numpy as np
 
+import kernels
 from kernels.backend import is_gpu
 from .. import activations, initializers, regularizers
 
@@ -146,6 +147,37 @@ class ActivationMixin:
         if self.activation.needs_input:
             return self.activation.backward(dy, y, self._activation_input)
         return self.activation.backward(dy, y)
+
+    # Dense and Conv2D: the bias and the activation together, after x·W
+    def add_bias_and_activate(self, z, training):
+        """y = activation(z + bias), where z is this layer's own fresh x·W (overwritten).
+
+        The readable path is ``z += bias`` and then ``activate``; on NumPy arrays with a
+        built-in activation the compiled twin does both in one pass over memory (for the
+        first layer of a small convnet, two thirds of its time went to these passes).
+        """
+        bias = self.params.get("bias")
+        compiled = kernels.compiled_twins(z)
+        if compiled is not None and self.activation.compiled_name is not None:
+            return compiled.bias_activation(z, bias, self.activation.compiled_name, self.activation.alpha)
+        if bias is not None:
+            z += bias
+        return self.activate(z, training, z_is_own=True)
+
+    def activation_and_bias_backward(self, dy, y):
+        """(dz, dbias): the gradient before the activation and the bias's gradient (None
+        without a bias), in one compiled pass where ``add_bias_and_activate`` had one.
+
+        Shapes: dy, y: (N, ..., C).  dz: like y; dbias: (C,).
+        """
+        name = "linear" if self.fused_with_loss else self.activation.compiled_name
+        compiled = kernels.compiled_twins(dy)
+        if compiled is not None and name is not None:
+            dz, dbias = compiled.activation_backward(dy, y, name, self.activation.alpha)
+        else:
+            dz = self.activation_backward(dy, y)
+            dbias = kernels.bias_gradient(dz) if self.use_bias else None
+        return dz, (dbias if self.use_bias else None)
 
 
 class WeightsMixin:

@@ -78,17 +78,16 @@ class Conv2D(ActivationMixin, WeightsMixin, Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        z, conv_cache = kernels.conv2d_forward(
-            x, self.params["kernel"], self.params.get("bias"), self.strides, self.padding)
-        y = self.activate(z, training, z_is_own=True)
+        z, conv_cache = kernels.conv2d_forward(x, self.params["kernel"], None, self.strides, self.padding)
+        y = self.add_bias_and_activate(z, training)
         if training:
             self._cache = (conv_cache, y)
         return y
 
     def backward(self, dy):
         conv_cache, y = self._cache
-        dz = self.activation_backward(dy, y)
-        dx, dkernel, dbias = kernels.conv2d_backward(dz, conv_cache, self.needs_input_grad)
+        dz, dbias = self.activation_and_bias_backward(dy, y)
+        dx, dkernel, _ = kernels.conv2d_backward(dz, conv_cache, self.needs_input_grad)
         self.grads["kernel"][...] = dkernel
         if self.use_bias:
             self.grads["bias"][...] = dbias

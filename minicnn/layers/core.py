@@ -54,19 +54,17 @@ class Dense(ActivationMixin, WeightsMixin, Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         z = matmul(x, self.params["kernel"])      # kernels/_gemm.py: shared between threads
-        if self.use_bias:
-            z += self.params["bias"]
-        y = self.activate(z, training, z_is_own=True)
+        y = self.add_bias_and_activate(z, training)
         if training:
             self._cache = (x, y)
         return y
 
     def backward(self, dy):
         x, y = self._cache
-        dz = self.activation_backward(dy, y)
+        dz, dbias = self.activation_and_bias_backward(dy, y)
         matmul_tn(x, dz, out=self.grads["kernel"])         # x.T @ dz
         if self.use_bias:
-            dz.sum(axis=0, out=self.grads["bias"])
+            self.grads["bias"][...] = dbias
         self.add_regularization_grads()
         return matmul(dz, self.params["kernel"].T) if self.needs_input_grad else None
 
