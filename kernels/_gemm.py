@@ -37,6 +37,14 @@ except ImportError:
 #: Fashion MLP's epoch, 64x784x128 products, took 1.10 s split on two threads and 0.65 s
 #: on one; LeNet's 4096x150x16 conv product, 20 MFLOP, gained from splitting).
 MIN_FLOPS_PER_THREAD = 8_000_000
+#: ... and only into blocks of at least this many columns when cut by columns: BLAS is
+#: slow on thin blocks (LeNet's dense layer, 64x3000x84: 0.39 ms whole, 0.45 ms as two
+#: 42-column halves on two threads; its weight gradient 0.39 against 1.22 ms).
+MIN_COLUMNS_PER_THREAD = 128
+#: A sum over rows (matmul_tn) is not split when one of its other two sides is shorter
+#: than this: it is bound by memory, and two threads ran it slower than one (Fashion
+#: conv1's weight gradient, 86528 rows, 9x32: 1.58 ms on one thread, 2.32 ms on two).
+THIN_SIDE = 16
 
 _blas = None        # threadpoolctl's handle on the BLAS library, made on first use
 _pools = {}         # thread count -> ThreadPoolExecutor, kept for the process's life
@@ -54,22 +62,26 @@ def _single_threaded_blas():
     return _blas.limit(limits=1)
 
 
-def _blocks(length, flops):
-    """[(start, stop), …]: how to cut a side of ``length`` of a product of ``flops`` FLOPs."""
+def _blocks(length, flops, min_length=1):
+    """[(start, stop), …]: how to cut a side of ``length`` of a product of ``flops`` FLOPs
+    into blocks of at least ``min_length``."""
     threads = numba.get_num_threads() if numba is not None else 1
-    parts = int(max(1, min(threads, length, flops // MIN_FLOPS_PER_THREAD)))
-    edges = np.linspace(0, length, parts + 1).astype(int)
+    parts = int(max(1, min(threads, length // min_length, flops // MIN_FLOPS_PER_THREAD)))
+    edges = [length * i // parts for i in range(parts + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
 
 def _run(work, blocks):
-    """``work(start, stop)`` for every block, on as many threads as there are blocks."""
+    """``work(start, stop)`` for every block, on as many threads as there are blocks: the
+    calling thread takes the first block itself (one hand-over fewer to wait for)."""
     if len(blocks) == 1:
         return [work(*blocks[0])]
-    pool = _pools.get(len(blocks))
+    helpers = len(blocks) - 1
+    pool = _pools.get(helpers)
     if pool is None:
-        pool = _pools[len(blocks)] = concurrent.futures.ThreadPoolExecutor(len(blocks))
-    return list(pool.map(lambda block: work(*block), blocks))
+        pool = _pools[helpers] = concurrent.futures.ThreadPoolExecutor(helpers)
+    others = [pool.submit(work, *block) for block in blocks[1:]]
+    return [work(*blocks[0])] + [future.result() for future in others]
 
 
 def matmul(a, b, out=None):
@@ -89,7 +101,7 @@ def matmul(a, b, out=None):
         else:
             def columns(lo, hi):
                 np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
-            _run(columns, _blocks(N, 2 * M * K * N))
+            _run(columns, _blocks(N, 2 * M * K * N, MIN_COLUMNS_PER_THREAD))
     return out
 
 
@@ -109,12 +121,13 @@ def matmul_tn(a, b, out=None):
         out = np.empty((K, N), dtype=np.result_type(a, b))
     with _single_threaded_blas():
         if M >= N:
-            partial_sums = _run(lambda lo, hi: a[lo:hi].T @ b[lo:hi], _blocks(M, 2 * M * K * N))
+            blocks = _blocks(M, 2 * M * K * N) if min(K, N) >= THIN_SIDE else [(0, M)]
+            partial_sums = _run(lambda lo, hi: a[lo:hi].T @ b[lo:hi], blocks)
             out[...] = partial_sums[0]
             for part in partial_sums[1:]:
                 out += part
         else:
             def columns(lo, hi):
                 np.matmul(a.T, b[:, lo:hi], out=out[:, lo:hi])
-            _run(columns, _blocks(N, 2 * M * K * N))
+            _run(columns, _blocks(N, 2 * M * K * N, MIN_COLUMNS_PER_THREAD))
     return out
