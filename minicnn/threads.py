@@ -108,8 +108,8 @@ def user_chose_threads():
 
 
 class ThreadChooser:
-    """Every ``PERIOD`` training batches (and at each epoch's start), times a few batches on
-    ``most`` threads and on one, then keeps the faster until the next trial.
+    """At each epoch's start and every ``PERIOD`` batches or more after, times a few batches
+    on ``most`` threads and on one, then keeps the faster until the next trial.
 
     Why measure: a parallel loop waits for its slowest thread. On a quiet machine two
     threads made a Fashion-MNIST training step 1.4x faster than one; with two other busy
@@ -118,10 +118,16 @@ class ThreadChooser:
     ``1 + 2 * TRIALS`` of every ``PERIOD`` batches, and the load of a shared machine
     changes while an epoch runs. A count the user chose (``user_chose_threads``) is used
     as it is, with no trial.
+
+    A trial that reaches the same verdict as the one before doubles the wait before the
+    next (up to ``MAX_PERIOD``): on a machine whose load stays put, trials soon cost a
+    fraction of a percent (with a busy program beside it, the Fashion convnet's epoch took
+    4.7% longer with trials every 100 batches than on one thread alone).
     """
 
     TRIALS = 3          # batches timed with each setting, after one untimed warm-up batch
-    PERIOD = 100        # batches between trials
+    PERIOD = 100        # batches between trials, after a change of verdict
+    MAX_PERIOD = 1600   # ... and at most, after the same verdict again and again
     MARGIN = 0.9        # more threads must be at least 10% faster to be kept: on a busy
                         # machine their times scatter, and one lucky batch must not decide
 
@@ -129,9 +135,10 @@ class ThreadChooser:
         self.options = (most, 1) if most > 1 and not user_chose_threads() else (most,)
         self.history = []        # the count each epoch settled on
         self.chosen = self._current = None
+        self._period, self._last_verdict = self.PERIOD, None
 
     def start_epoch(self):
-        self._step = 0
+        self._step = 0           # batches since the last trial began: each epoch starts one
 
     def end_epoch(self):
         """Note the count the epoch settled on (its last batches ran with it)."""
@@ -140,7 +147,7 @@ class ThreadChooser:
     @contextlib.contextmanager
     def step(self):
         """One training batch on the count this point of the epoch calls for, timed."""
-        phase = self._step % self.PERIOD
+        phase = self._step
         if phase == 0:                       # a new trial
             self.chosen = self.options[0] if len(self.options) == 1 else None
             self._times = {n: [] for n in self.options}
@@ -154,7 +161,10 @@ class ThreadChooser:
             if all(len(t) >= self.TRIALS for t in self._times.values()):
                 most, one = (statistics.median(self._times[n]) for n in self.options)
                 self.chosen = self.options[0] if most < self.MARGIN * one else 1
-        self._step += 1
+                same = self.chosen == self._last_verdict
+                self._period = min(2 * self._period, self.MAX_PERIOD) if same else self.PERIOD
+                self._last_verdict = self.chosen
+        self._step = (self._step + 1) % self._period
 
     def _use(self, count):
         if count != self._current and numba is not None:

@@ -76,13 +76,15 @@ class FakeClockChooser(threads.ThreadChooser):
 
     def __init__(self, most, seconds):
         super().__init__(most)
-        self.seconds, self.now, self.used = seconds, 0.0, []
+        self.seconds, self.now, self.used, self.trial_starts = seconds, 0.0, [], []
 
     def _use(self, count):
         self._current = count
 
     def run(self, batches):
         for _ in range(batches):
+            if self._step == 0:
+                self.trial_starts.append(len(self.used))
             with self.step():
                 self.used.append(self._current)
                 self.now += self.seconds[self._current]
@@ -119,6 +121,23 @@ def test_chooser_tries_again_when_the_load_changes(monkeypatch, fake_clock):
     chooser.seconds = {2: 0.30, 1: 0.08}       # another program starts using a core
     chooser.run(chooser.PERIOD)
     assert chooser.used[chooser.PERIOD - 1] == 2 and chooser.used[-1] == 1
+
+
+def test_trials_grow_rarer_while_their_verdict_stays_and_frequent_when_it_changes(monkeypatch, fake_clock):
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(None)
+    chooser = fake_clock(FakeClockChooser(2, {2: 0.30, 1: 0.06}))     # a busy machine: one wins
+    chooser.start_epoch()
+    chooser.run(3100)
+    assert chooser.trial_starts == [0, 100, 300, 700, 1500]      # waits of 100, 200, 400, 800
+    trial = 1 + 2 * chooser.TRIALS
+    between_trials = [count for i, count in enumerate(chooser.used)
+                      if not any(start <= i < start + trial for start in chooser.trial_starts)]
+    assert set(between_trials) == {1}
+    chooser.seconds = {2: 0.03, 1: 0.06}                  # the other program ends
+    chooser.run(1600)
+    # the trial due at 3100 finds two threads faster: a new verdict, so every 100 again
+    assert chooser.trial_starts[5:] == [3100, 3200, 3400, 3800, 4600] and chooser.used[-1] == 2
 
 
 def test_a_count_the_user_chose_is_never_second_guessed(monkeypatch, fake_clock):
