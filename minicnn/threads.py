@@ -108,8 +108,9 @@ def user_chose_threads():
 
 
 class ThreadChooser:
-    """At each epoch's start and every ``PERIOD`` batches or more after, times a few batches
-    on ``most`` threads and on one, then keeps the faster until the next trial.
+    """At the first batch of ``fit`` and every ``PERIOD`` batches or more after (epochs do
+    not matter), times a few batches on ``most`` threads and on one, then keeps the faster
+    until the next trial.
 
     Why measure: a parallel loop waits for its slowest thread. On a quiet machine two
     threads made a Fashion-MNIST training step 1.4x faster than one; with two other busy
@@ -136,9 +137,8 @@ class ThreadChooser:
         self.history = []        # the count each epoch settled on
         self.chosen = self._current = None
         self._period, self._last_verdict = self.PERIOD, None
-
-    def start_epoch(self):
-        self._step = 0           # batches since the last trial began: each epoch starts one
+        self._step = 0           # batches since the last trial began (across epochs: a
+                                 # trial at each epoch's start doubled the cost of a short one)
 
     def end_epoch(self):
         """Note the count the epoch settled on (its last batches ran with it)."""

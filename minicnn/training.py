@@ -124,7 +124,6 @@ class TrainingLoop:
                 print(f"Epoch {epoch + 1}/{epochs}")
             callback_list.on_epoch_begin(epoch)
             bar = Progbar(steps, verbose)
-            self.thread_chooser.start_epoch()
             logs = self._run_epoch(epoch, epoch_batches(), bar, callback_list)
             self.thread_chooser.end_epoch()
             if logs is None:        # the loss blew up; the message has been printed

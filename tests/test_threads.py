@@ -104,7 +104,6 @@ def test_chooser_keeps_the_faster_count_after_its_trial(monkeypatch, fake_clock,
     monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
     threads.set_num_threads(None)
     chooser = fake_clock(FakeClockChooser(2, seconds))
-    chooser.start_epoch()
     chooser.run(50)
     chooser.end_epoch()
     trial = 1 + 2 * chooser.TRIALS
@@ -116,7 +115,6 @@ def test_chooser_tries_again_when_the_load_changes(monkeypatch, fake_clock):
     monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
     threads.set_num_threads(None)
     chooser = fake_clock(FakeClockChooser(2, {2: 0.05, 1: 0.08}))
-    chooser.start_epoch()
     chooser.run(chooser.PERIOD)
     chooser.seconds = {2: 0.30, 1: 0.08}       # another program starts using a core
     chooser.run(chooser.PERIOD)
@@ -127,7 +125,6 @@ def test_trials_grow_rarer_while_their_verdict_stays_and_frequent_when_it_change
     monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
     threads.set_num_threads(None)
     chooser = fake_clock(FakeClockChooser(2, {2: 0.30, 1: 0.06}))     # a busy machine: one wins
-    chooser.start_epoch()
     chooser.run(3100)
     assert chooser.trial_starts == [0, 100, 300, 700, 1500]      # waits of 100, 200, 400, 800
     trial = 1 + 2 * chooser.TRIALS
@@ -143,6 +140,5 @@ def test_trials_grow_rarer_while_their_verdict_stays_and_frequent_when_it_change
 def test_a_count_the_user_chose_is_never_second_guessed(monkeypatch, fake_clock):
     monkeypatch.setenv("MINICNN_NUM_THREADS", "2")
     chooser = fake_clock(FakeClockChooser(2, {2: 0.30, 1: 0.06}))
-    chooser.start_epoch()
     chooser.run(20)
     assert set(chooser.used) == {2}
