@@ -123,7 +123,9 @@ class ThreadChooser:
     A trial that reaches the same verdict as the one before doubles the wait before the
     next (up to ``MAX_PERIOD``): on a machine whose load stays put, trials soon cost a
     fraction of a percent (with a busy program beside it, the Fashion convnet's epoch took
-    4.7% longer with trials every 100 batches than on one thread alone).
+    4.7% longer with trials every 100 batches than on one thread alone). And a trial
+    whose first timed batch on more threads took ``CLEAR_LOSS`` times the first on one
+    ends there, for one thread: on a busy machine the slow batches are the trial's cost.
     """
 
     TRIALS = 3          # batches timed with each setting, after one untimed warm-up batch
@@ -131,6 +133,7 @@ class ThreadChooser:
     MAX_PERIOD = 1600   # ... and at most, after the same verdict again and again
     MARGIN = 0.9        # more threads must be at least 10% faster to be kept: on a busy
                         # machine their times scatter, and one lucky batch must not decide
+    CLEAR_LOSS = 1.5    # ... but one batch this much slower is enough to keep one thread
 
     def __init__(self, most):
         self.options = (most, 1) if most > 1 and not user_chose_threads() else (most,)
@@ -158,13 +161,19 @@ class ThreadChooser:
         yield
         if self.chosen is None and phase > 0:
             self._times[count].append(time.perf_counter() - start)
-            if all(len(t) >= self.TRIALS for t in self._times.values()):
-                most, one = (statistics.median(self._times[n]) for n in self.options)
-                self.chosen = self.options[0] if most < self.MARGIN * one else 1
-                same = self.chosen == self._last_verdict
-                self._period = min(2 * self._period, self.MAX_PERIOD) if same else self.PERIOD
-                self._last_verdict = self.chosen
+            most, one = (self._times[n] for n in self.options)
+            if len(most) == len(one) == 1 and most[0] > self.CLEAR_LOSS * one[0]:
+                self._verdict(1)
+            elif min(len(most), len(one)) >= self.TRIALS:
+                faster = statistics.median(most) < self.MARGIN * statistics.median(one)
+                self._verdict(self.options[0] if faster else 1)
         self._step = (self._step + 1) % self._period
+
+    def _verdict(self, count):
+        """End the trial with ``count``; the same verdict as last time doubles the wait."""
+        same = count == self._last_verdict
+        self._period = min(2 * self._period, self.MAX_PERIOD) if same else self.PERIOD
+        self.chosen = self._last_verdict = count
 
     def _use(self, count):
         if count != self._current and numba is not None:

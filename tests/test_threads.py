@@ -111,6 +111,17 @@ def test_chooser_keeps_the_faster_count_after_its_trial(monkeypatch, fake_clock,
     assert set(chooser.used[trial:]) == {best} and chooser.history == [best]
 
 
+@pytest.mark.parametrize("seconds, trial_batches", [({2: 0.30, 1: 0.06}, 3),     # a clear loss: ends early
+                                                    ({2: 0.07, 1: 0.06}, 7)])    # a close call: all of it
+def test_a_clear_loss_ends_the_trial_early(monkeypatch, fake_clock, seconds, trial_batches):
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(None)
+    chooser = fake_clock(FakeClockChooser(2, seconds))
+    chooser.run(50)
+    assert chooser.used[:3] == [2, 2, 1]                 # warm-up, then one timed batch each
+    assert 2 not in chooser.used[trial_batches:] and chooser.used[trial_batches - 2] == 2
+
+
 def test_chooser_tries_again_when_the_load_changes(monkeypatch, fake_clock):
     monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
     threads.set_num_threads(None)
