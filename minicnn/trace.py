@@ -8,7 +8,9 @@ For every layer it reports what a learner would work out by hand:
 * forward FLOPs of the matrix products, 2 per multiply-add:
   Conv2D 2·N·OH·OW·kh·kw·C_in·C_out, Dense 2·N·D·units. Everything else (pooling,
   activations, bias adds, BatchNorm, Dropout) is a cheap elementwise pass and counts 0;
-* forward and backward wall time;
+* forward and backward wall time, backward as training runs it: the first layer with
+  weights skips the gradient of its input, which nothing needs, and the layers below it
+  run no backward at all (0 ms);
 * extra memory: bytes of the output plus what the layer caches for backward, not
   counting arrays it shares with its input, its output or its parameters.
 
@@ -132,8 +134,17 @@ def _passes(model, x, y_true, dy_rng):
     else:   # a fixed seed keeps runs comparable
         dy = dy_rng.standard_normal(x.shape).astype(x.dtype)
         dy = backend.to_device(dy, "gpu") if backend.is_gpu(x) else dy
-    for layer, row in zip(reversed(model.layers), reversed(rows)):
-        dy, row["backward_ms"] = _timed(layer.backward, dy)
+    first_trainable = next((i for i, layer in enumerate(model.layers) if layer.params), len(model.layers))
+    for index in range(len(model.layers) - 1, -1, -1):
+        layer, row = model.layers[index], rows[index]
+        if index < first_trainable:
+            row["backward_ms"] = 0.0
+            continue
+        layer.needs_input_grad = index > first_trainable
+        try:
+            dy, row["backward_ms"] = _timed(layer.backward, dy)
+        finally:
+            layer.needs_input_grad = True
     return rows
 
 

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
+import kernels
 from minicnn import Sequential, zoo
 from minicnn.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                            MaxPooling2D)
+                            MaxPooling2D, ZeroPadding2D)
 from minicnn.trace import trace_model
 
 
@@ -70,6 +71,19 @@ def test_trace_leaves_the_model_untouched():
     for before, after in zip(weights, model.get_weights()):   # includes BatchNorm's moving stats
         np.testing.assert_array_equal(before, after)
     assert model.rng.bit_generator.state == rng_state          # dropout drew no masks for real
+
+
+def test_trace_runs_backward_as_training_does(monkeypatch):
+    """No backward below the first layer with weights, and no input gradient there."""
+    model = Sequential([ZeroPadding2D(1, input_shape=(5, 5, 1)), Conv2D(2, 3), Flatten(), Dense(3)], seed=0)
+    asked = []
+    conv_backward = kernels.conv2d_backward
+    monkeypatch.setattr(kernels, "conv2d_backward",
+                        lambda dy, cache, need_dx=True: asked.append(need_dx) or conv_backward(dy, cache, need_dx))
+    rows = trace_model(model, np.ones((2, 5, 5, 1)), print_fn=None, repeat=1)
+    assert rows[0]["backward_ms"] == 0.0 and rows[1]["backward_ms"] > 0
+    assert asked and not any(asked)
+    assert all(layer.needs_input_grad for layer in model.layers)     # put back afterwards
 
 
 def test_trace_rejects_a_wrong_shape():
