@@ -56,9 +56,8 @@ def _impl(x):
 def compiled_twins(x):
     """numba_kernels when the Numba kernels are in use for ``x`` (its compiled twins of
     the batch-norm functions, of the Adam update and of bias + activation are then the
-    ones to run), else None:
-    use the NumPy references in ``minicnn/layers/normalization.py`` and
-    ``minicnn/optimizers.py``, which also run on CuPy arrays."""
+    ones to run), else None: use the NumPy references (``minicnn/layers/normalization.py``,
+    ``minicnn/optimizers.py``, ``minicnn/layers/base.py``), which also run on CuPy arrays."""
     impl = _impl(x)
     return impl if impl is numba_kernels else None     # _impl never picks Numba without it
 

@@ -222,14 +222,10 @@ def batchnorm_backward(dy, cache):
 def adam_step(w, g, m, v, alpha, beta_1, beta_2, epsilon):
     """Adam's update of w, m and v in place, in one compiled pass (see adam_loop).
 
-    Shapes: w, g, m, v: all the same; w, m and v C-contiguous (they are updated through
-    flat views, and a copy would silently drop the update).
+    Shapes: w, g, m, v: all the same; w, m and v C-contiguous (see ``_view``).
     """
-    if not all(a.flags.c_contiguous for a in (w, m, v)):
-        raise ValueError("adam_step updates w, m and v through flat views: they must be C-contiguous")
     scalar = w.dtype.type
-    loops.adam_loop(w.reshape(-1), np.ascontiguousarray(g, dtype=w.dtype).reshape(-1),
-                    m.reshape(-1), v.reshape(-1),
+    loops.adam_loop(_view(w, -1), np.ascontiguousarray(g, dtype=w.dtype).reshape(-1), _view(m, -1), _view(v, -1),
                     scalar(alpha), scalar(1 - beta_1), scalar(1 - beta_2), scalar(epsilon))
 
 
@@ -247,7 +243,7 @@ def bias_activation(z, bias, activation, alpha=0.0):
     about 10x faster than a compiled loop calling the scalar tanh for each value.
     Shapes: z: (..., C), C-contiguous (the layer's own x·W); bias: (C,) or None.
     """
-    rows = _flat_rows(z)
+    rows = _view(z, -1, z.shape[-1])
     if bias is not None or activation == "relu":
         bias = np.zeros(rows.shape[1], z.dtype) if bias is None else bias.astype(z.dtype, copy=False)
         loops.bias_relu_loop(rows, bias, z.dtype.type(alpha), activation == "relu")
@@ -259,16 +255,19 @@ def bias_activation(z, bias, activation, alpha=0.0):
 def activation_backward(dy, y, activation, alpha=0.0):
     """dz = dy · activation'(y) and the bias gradient (dz summed over all but the last
     axis, in float64, cast back), in one pass. Shapes: dy, y: (..., C).  Returns dz, dbias (C,)."""
-    dy_rows = _flat_rows(np.ascontiguousarray(dy, dtype=y.dtype))
+    C = y.shape[-1]
+    dy_rows = np.ascontiguousarray(dy, dtype=y.dtype).reshape(-1, C)
     dz = np.empty_like(dy_rows)
-    partial = np.zeros((loops.SUM_BLOCKS, dz.shape[1]))
-    loops.activation_backward_loop(dy_rows, _flat_rows(y), FUSED_ACTIVATIONS[activation],
+    partial = np.zeros((loops.SUM_BLOCKS, C))
+    loops.activation_backward_loop(dy_rows, _view(y, -1, C), FUSED_ACTIVATIONS[activation],
                                    y.dtype.type(alpha), dz, partial)
     return dz.reshape(y.shape), partial.sum(axis=0).astype(y.dtype)
 
 
-def _flat_rows(a):
-    """A C-contiguous (..., C) array as a (rows, C) view (a copy would lose in-place writes)."""
+def _view(a, *shape):
+    """``a.reshape(*shape)`` that is sure to be a view: the twins above write through these
+    (a reshaped copy of a non-contiguous array would silently drop the update)."""
     if not a.flags.c_contiguous:
-        raise ValueError("the bias/activation twins work on C-contiguous arrays through views")
-    return a.reshape(-1, a.shape[-1])
+        raise ValueError(f"the compiled twins update arrays through reshaped views, so they must be "
+                         f"C-contiguous; got strides {a.strides} for shape {a.shape}")
+    return a.reshape(*shape)

@@ -110,8 +110,7 @@ class Sequential(TrainingLoop):
         Both choices hold for this call only: the layers' flags are set here and put
         back in ``finally``, so nothing stale reaches the next caller (trace, saliency maps).
         """
-        first_trainable = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
-        stop = 0 if need_input_grad else first_trainable
+        stop = 0 if need_input_grad else self._first_trainable()
         last = self.layers[-1]
         try:
             last.fused_with_loss = dy_is_logits_gradient
@@ -124,6 +123,11 @@ class Sequential(TrainingLoop):
             for layer in self.layers:
                 layer.needs_input_grad = True
         return dy if need_input_grad else None
+
+    def _first_trainable(self):
+        """Index of the first layer with weights (len(layers) when none): training needs no
+        gradient below it, so its backward pass stops there (``trace`` times the same)."""
+        return next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
 
     def _fuses_softmax(self):
         """Whether training hands the last layer dL/dlogits = (p - t)/N (softmax + cross-entropy)."""

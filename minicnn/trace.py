@@ -134,7 +134,7 @@ def _passes(model, x, y_true, dy_rng):
     else:   # a fixed seed keeps runs comparable
         dy = dy_rng.standard_normal(x.shape).astype(x.dtype)
         dy = backend.to_device(dy, "gpu") if backend.is_gpu(x) else dy
-    first_trainable = next((i for i, layer in enumerate(model.layers) if layer.params), len(model.layers))
+    first_trainable = model._first_trainable()
     for index in range(len(model.layers) - 1, -1, -1):
         layer, row = model.layers[index], rows[index]
         if index < first_trainable:
