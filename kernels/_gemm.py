@@ -20,7 +20,9 @@ The thread count is Numba's (``numba.get_num_threads()``): ``minicnn.threads`` s
 for both kinds of work, in one place. CuPy arrays go straight to CuPy.
 """
 import concurrent.futures
+import contextlib
 import os
+import threading
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -48,23 +50,48 @@ THIN_SIDE = 16
 
 _blas = None        # threadpoolctl's handle on the BLAS library, made on first use
 _pools = {}         # thread count -> ThreadPoolExecutor, kept for the process's life
+_inside = threading.local()     # .depth: how many single_threaded_blas blocks this thread is in
 
 # A forked child inherits the pools but not their threads: it must make its own.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pools.clear)
 
 
-def _single_threaded_blas():
-    """A context in which BLAS runs each call on the calling thread only."""
+@contextlib.contextmanager
+def single_threaded_blas(rescan=False):
+    """A block in which BLAS runs each call on the calling thread only.
+
+    Only the outermost block of a thread sets the limit: setting and restoring it costs
+    about 12 us (threadpoolctl reads and sets OpenBLAS's thread count), which was 18% of
+    a Fashion-MNIST MLP training step when paid for every product. ``fit``, ``evaluate``
+    and ``predict`` open one block (``minicnn.threads.compute_threads``) and the products
+    inside it pay nothing. threadpoolctl finds the BLAS libraries by scanning the process
+    (0.65 ms), so that is done on the first call and when ``rescan`` asks, as ``fit`` does:
+    a library loaded since (SciPy's own OpenBLAS, say) is then limited too.
+    """
     global _blas
-    if _blas is None:
+    if getattr(_inside, "depth", 0):
+        _inside.depth += 1
+        try:
+            yield
+        finally:
+            _inside.depth -= 1
+        return
+    if _blas is None or rescan:
         _blas = ThreadpoolController().select(user_api="blas")
-    return _blas.limit(limits=1)
+    with _blas.limit(limits=1):
+        _inside.depth = 1
+        try:
+            yield
+        finally:
+            _inside.depth = 0
 
 
 def _blocks(length, flops, min_length=1):
     """[(start, stop), …]: how to cut a side of ``length`` of a product of ``flops`` FLOPs
     into blocks of at least ``min_length``."""
+    if flops < 2 * MIN_FLOPS_PER_THREAD:
+        return [(0, length)]        # too small to split, whatever the thread count
     threads = numba.get_num_threads() if numba is not None else 1
     parts = int(max(1, min(threads, length // min_length, flops // MIN_FLOPS_PER_THREAD)))
     edges = [length * i // parts for i in range(parts + 1)]
@@ -95,7 +122,7 @@ def matmul(a, b, out=None):
     (M, K), N = a.shape, b.shape[1]
     if out is None:
         out = np.empty((M, N), dtype=np.result_type(a, b))
-    with _single_threaded_blas():
+    with single_threaded_blas():
         if M >= N:
             _run(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), _blocks(M, 2 * M * K * N))
         else:
@@ -119,7 +146,7 @@ def matmul_tn(a, b, out=None):
     (M, K), N = a.shape, b.shape[1]
     if out is None:
         out = np.empty((K, N), dtype=np.result_type(a, b))
-    with _single_threaded_blas():
+    with single_threaded_blas():
         if M >= N:
             blocks = _blocks(M, 2 * M * K * N) if min(K, N) >= THIN_SIDE else [(0, M)]
             partial_sums = _run(lambda lo, hi: a[lo:hi].T @ b[lo:hi], blocks)

@@ -21,8 +21,7 @@ import platform
 import statistics
 import time
 
-from threadpoolctl import threadpool_limits
-
+from kernels._gemm import single_threaded_blas
 from kernels._threading import settle_wait_policy
 
 try:
@@ -90,7 +89,7 @@ def compute_threads():
     split across as many (``kernels/_gemm.py``); BLAS itself on one thread."""
     count = num_threads()
     settle_wait_policy()
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_threaded_blas(rescan=True):
         if numba is None:
             yield
             return

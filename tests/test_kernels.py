@@ -431,6 +431,27 @@ def test_matrix_products_leave_blas_threads_as_they_were():
     assert blas() == before
 
 
+def test_nested_single_threaded_blas_blocks_set_the_limit_once(monkeypatch):
+    """Inside fit's block, products do not set BLAS's thread count again (it cost 12 us a
+    product); BLAS stays on one thread throughout and is restored when the outer block ends."""
+    from threadpoolctl import threadpool_info
+    from kernels import _gemm
+    blas = lambda: [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]  # noqa: E731
+    before = blas()
+    with _gemm.single_threaded_blas(rescan=True):
+        limits = []
+        real_limit = _gemm._blas.limit
+        monkeypatch.setattr(_gemm._blas, "limit", lambda **kw: limits.append(kw) or real_limit(**kw))
+        a = np.ones((300, 200))
+        np.testing.assert_allclose(kernels.matmul(a, a.T), a @ a.T)
+        with _gemm.single_threaded_blas():
+            assert set(blas()) == {1}
+        assert set(blas()) == {1} and limits == []
+    assert blas() == before
+    kernels.matmul(a, a.T)                               # outside any block: it sets its own
+    assert limits == [{"limits": 1}] and blas() == before
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_split_products_work_in_a_forked_child(rng, monkeypatch):
     """A child forked after the thread pools exist makes its own (it would hang otherwise)."""
