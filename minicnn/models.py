@@ -40,6 +40,7 @@ class Sequential(TrainingLoop):
         self.metrics = []            # (name, function) pairs
         self.stop_training = False
         self.history = None
+        self.thread_chooser = None   # made by fit, kept across fits; .history: threads per epoch
         self.device = "cpu"
         for layer in layers or []:
             self.add(layer)

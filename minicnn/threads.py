@@ -142,6 +142,20 @@ class ThreadChooser:
         self._step = 0           # batches since the last trial began (across epochs: a
                                  # trial at each epoch's start doubled the cost of a short one)
 
+    @classmethod
+    def carried_over(cls, previous, most):
+        """The chooser for a new ``fit``: the model's ``previous`` one when it would choose
+        between the same counts, keeping its trial schedule and verdict (with a fresh
+        per-epoch history), else a new one. A loop of ``fit(..., epochs=1)`` calls then
+        pays trials as rarely as one long fit; with a new chooser per call, each call began
+        with a trial (two in every 200-batch call on a busy machine)."""
+        fresh = cls(most)
+        if previous is None or previous.options != fresh.options:
+            return fresh
+        previous.history = []
+        previous._current = None      # fit has just reset Numba's pool: set the count again
+        return previous
+
     def end_epoch(self):
         """Note the count the epoch settled on (its last batches ran with it)."""
         self.history.append(self.chosen or self._current)

@@ -113,7 +113,7 @@ class TrainingLoop:
         callback_list = CallbackList([*(callbacks or []), history], self, params)
         self.stop_training = False
         self.progress = EpochProgress(initial_epoch)
-        self.thread_chooser = ThreadChooser(num_threads())   # .history: threads used per epoch
+        self.thread_chooser = ThreadChooser.carried_over(self.thread_chooser, num_threads())
         callback_list.on_train_begin()       # a BackupAndRestore may move self.progress on
         if self.progress.history is not None:
             history.history, history.epoch = self.progress.history

@@ -153,3 +153,36 @@ def test_a_count_the_user_chose_is_never_second_guessed(monkeypatch, fake_clock)
     chooser = fake_clock(FakeClockChooser(2, {2: 0.30, 1: 0.06}))
     chooser.run(20)
     assert set(chooser.used) == {2}
+
+
+def test_a_new_fit_carries_the_schedule_and_verdict_over(monkeypatch, fake_clock):
+    """fit(..., epochs=1) in a loop: the next call goes on with the last one's chooser
+    (no trial at its start), with a fresh history and the thread count set again."""
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(None)
+    first = fake_clock(FakeClockChooser(2, {2: 0.30, 1: 0.06}))
+    first.run(150)
+    first.end_epoch()
+    again = threads.ThreadChooser.carried_over(first, 2)
+    assert again is first and again.history == [] and again._current is None
+    again.run(200)
+    assert again.trial_starts == [0, 100, 300]           # the schedule went on: 100, then 200
+    assert set(again.used[150:300]) == {1}                 # no trial where the new fit began
+    assert threads.ThreadChooser.carried_over(first, 3) is not first       # other counts: new
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "2")                          # the user chose: new
+    assert threads.ThreadChooser.carried_over(first, 2).options == (2,)
+
+
+def test_fit_keeps_the_models_chooser_between_calls(monkeypatch):
+    import numpy as np
+    from minicnn import zoo
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(None)
+    model = zoo.mlp(input_shape=(4,), hidden=(3,), seed=0)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = np.ones((8, 4), np.float32), np.zeros(8, int)
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    chooser = model.thread_chooser
+    assert len(chooser.history) == 2
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert model.thread_chooser is chooser and len(chooser.history) == 1
