@@ -17,7 +17,7 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward"]
 
 
-def _offsets(kh, kw, strides, OH, OW):
+def window_offsets(kh, kw, strides, OH, OW):
     """For each window offset (i, j): the row and column slices of the padded input
     that offset reads for all OH x OW output positions."""
     sh, sw = strides
@@ -26,7 +26,7 @@ def _offsets(kh, kw, strides, OH, OW):
             yield i, j, slice(i, i + sh * (OH - 1) + 1, sh), slice(j, j + sw * (OW - 1) + 1, sw)
 
 
-def _pad(xp, x, pads, value=0):
+def pad_images(xp, x, pads, value=0):
     pt, pb, pl, pr = pads
     if not (pt or pb or pl or pr):
         return x
@@ -49,9 +49,9 @@ def im2col(x, kh, kw, strides, padding):
     xp = get_array_module(x)
     N, _, _, C = x.shape
     OH, OW, *pads = conv_geometry(x.shape, kh, kw, strides, padding)
-    x = _pad(xp, x, pads)
+    x = pad_images(xp, x, pads)
     col = xp.empty((N, OH, OW, kh, kw, C), dtype=x.dtype)
-    for i, j, hs, ws in _offsets(kh, kw, strides, OH, OW):
+    for i, j, hs, ws in window_offsets(kh, kw, strides, OH, OW):
         col[:, :, :, i, j, :] = x[:, hs, ws, :]
     return col.reshape(N * OH * OW, kh * kw * C)
 
@@ -68,7 +68,7 @@ def col2im(col, x_shape, kh, kw, strides, padding):
     pt, pb, pl, pr = pads
     col = col.reshape(N, OH, OW, kh, kw, C)
     dxp = xp.zeros((N, H + pt + pb, W + pl + pr, C), dtype=col.dtype)
-    for i, j, hs, ws in _offsets(kh, kw, strides, OH, OW):
+    for i, j, hs, ws in window_offsets(kh, kw, strides, OH, OW):
         dxp[:, hs, ws, :] += col[:, :, :, i, j, :]
     return _crop(xp, dxp, pads, H, W)
 
@@ -173,9 +173,9 @@ def maxpool2d_forward(x, pool_size, strides, padding):
     xp = get_array_module(x)
     ph, pw = pool_size
     OH, OW, *pads = conv_geometry(x.shape, ph, pw, strides, padding)
-    xpad = _pad(xp, x, pads, -xp.inf)
+    xpad = pad_images(xp, x, pads, -xp.inf)
     y = None
-    for _, _, hs, ws in _offsets(ph, pw, strides, OH, OW):
+    for _, _, hs, ws in window_offsets(ph, pw, strides, OH, OW):
         y = xpad[:, hs, ws, :].copy() if y is None else xp.maximum(y, xpad[:, hs, ws, :], out=y)
     return y, (xpad, y, pool_size, strides, padding, x.shape)
 
@@ -195,7 +195,7 @@ def maxpool2d_backward(dy, cache):
     OH, OW, *pads = conv_geometry(x_shape, ph, pw, strides, padding)
     dxp = xp.zeros(xpad.shape, dtype=dy.dtype)
     taken = xp.zeros(y.shape, dtype=bool)
-    for _, _, hs, ws in _offsets(ph, pw, strides, OH, OW):
+    for _, _, hs, ws in window_offsets(ph, pw, strides, OH, OW):
         hit = (xpad[:, hs, ws, :] == y) & ~taken
         taken |= hit
         dxp[:, hs, ws, :] += dy * hit
@@ -219,9 +219,9 @@ def avgpool2d_forward(x, pool_size, strides, padding):
     xp = get_array_module(x)
     ph, pw = pool_size
     OH, OW, *pads = conv_geometry(x.shape, ph, pw, strides, padding)
-    xpad = _pad(xp, x, pads)
+    xpad = pad_images(xp, x, pads)
     y = None
-    for _, _, hs, ws in _offsets(ph, pw, strides, OH, OW):
+    for _, _, hs, ws in window_offsets(ph, pw, strides, OH, OW):
         y = xpad[:, hs, ws, :].copy() if y is None else xp.add(y, xpad[:, hs, ws, :], out=y)
     y /= _cell_counts(xp, x.shape, pool_size, strides, padding, x.dtype)
     return y, (x.shape, pool_size, strides, padding)
@@ -241,6 +241,6 @@ def avgpool2d_backward(dy, cache):
     pt, pb, pl, pr = pads
     g = dy / _cell_counts(xp, x_shape, pool_size, strides, padding, dy.dtype)
     dxp = xp.zeros((N, H + pt + pb, W + pl + pr, C), dtype=dy.dtype)
-    for _, _, hs, ws in _offsets(ph, pw, strides, OH, OW):
+    for _, _, hs, ws in window_offsets(ph, pw, strides, OH, OW):
         dxp[:, hs, ws, :] += g
     return _crop(xp, dxp, pads, H, W)
