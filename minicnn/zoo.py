@@ -13,8 +13,8 @@ from .models import Sequential
 def lenet5(seed=None, dtype="float32"):
     """LeNet-5 for 28x28x1 MNIST digits (notebook 1): tanh convolutions, average pooling.
 
-    Its last conv uses "same" padding, as the notebook did, so the 5x5 map stays 5x5 and
-    Flatten sees 5*5*120 values (212,906 parameters in all).
+    Its last conv uses "same" padding, as the notebook did, so the 4x4 map stays 4x4 and
+    Flatten sees 4*4*120 = 1,920 values (212,906 parameters in all).
     """
     return Sequential([
         Conv2D(6, (5, 5), activation="tanh", input_shape=(28, 28, 1)),
