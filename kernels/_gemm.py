@@ -40,8 +40,9 @@ except ImportError:
 #: on one; LeNet's 4096x150x16 conv product, 20 MFLOP, gained from splitting).
 MIN_FLOPS_PER_THREAD = 8_000_000
 #: ... and only into blocks of at least this many columns when cut by columns: BLAS is
-#: slow on thin blocks (a 64x3000x84 product, a dense layer of LeNet's size: 0.39 ms whole, 0.45 ms as two
-#: 42-column halves on two threads; its weight gradient 0.39 against 1.22 ms).
+#: slow on thin blocks (a 64x3000x84 product, a dense layer of LeNet's size: 0.39 ms
+#: whole, 0.45 ms as two 42-column halves on two threads; its weight gradient 0.39
+#: against 1.22 ms).
 MIN_COLUMNS_PER_THREAD = 128
 #: A sum over rows (matmul_tn) is not split when one of its other two sides is shorter
 #: than this: it is bound by memory, and two threads ran it slower than one (Fashion
