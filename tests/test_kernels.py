@@ -463,3 +463,52 @@ def test_split_products_work_in_a_forked_child(rng, monkeypatch):
     with multiprocessing.get_context("fork").Pool(1) as pool:
         result = pool.apply_async(kernels.matmul, (a, b)).get(timeout=60)
     np.testing.assert_allclose(result, a @ b, **TIGHT)
+
+
+def _every_compiled_loop(rng):
+    """Outputs of every Numba twin that runs a compiled loop, on NumPy float32 arrays big
+    enough for several images per thread."""
+    from kernels import numba_kernels as nk
+    x = rng.standard_normal((6, 9, 8, 5)).astype(np.float32)
+    one = rng.standard_normal((6, 9, 8, 1)).astype(np.float32)
+    out = [nk.im2col(x, 3, 3, (1, 1), "same"), nk.im2col(x, 2, 5, (2, 1), "valid"),
+           nk.col2im(nk.im2col(x, 3, 3, (1, 1), "same"), x.shape, 3, 3, (1, 1), "same"),
+           nk.col2im(nk.im2col(x, 2, 5, (2, 1), "valid"), x.shape, 2, 5, (2, 1), "valid"),
+           nk.im2col(one, 5, 5, (1, 1), "same")]
+    for pool in ("maxpool2d", "avgpool2d"):
+        y, cache = getattr(nk, pool + "_forward")(x, (3, 3), (2, 2), "same")
+        out += [y, getattr(nk, pool + "_backward")(np.ones_like(y), cache)]
+    mean, var = nk.batch_moments(x)
+    y, cache = nk.batchnorm_forward(x, mean, var, np.float32(1.5) + mean, mean, 1e-3)
+    out += [mean, var, y, *nk.batchnorm_backward(x, cache)]
+    for activation in ("relu", "tanh", "linear"):
+        y = nk.bias_activation(x.copy(), x[0, 0, 0], activation, 0.1)
+        out += [y, *nk.activation_backward(x, y, activation, 0.1)]
+    w, g, m, v = (rng.standard_normal(1000).astype(np.float32) for _ in range(4))
+    nk.adam_step(w, g, m, np.abs(v), 1e-3, 0.9, 0.999, 1e-7)
+    return out + [w, m, v]
+
+
+def test_parallel_loops_give_what_one_thread_gives(rng, monkeypatch):
+    """Every compiled loop forced onto two threads (however small its arrays), against the
+    same call on one: prange never lets two threads touch one value, and sums are cut
+    into a fixed number of blocks, so the results must be identical."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has a single thread here")
+    from kernels import _numba_loops
+    seed = rng.integers(1 << 30)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = _every_compiled_loop(np.random.default_rng(seed))
+        for loop in vars(_numba_loops).values():
+            if hasattr(loop, "min_parallel"):
+                monkeypatch.setattr(loop, "min_parallel", 0)
+        numba.set_num_threads(2)
+        parallel = _every_compiled_loop(np.random.default_rng(seed))
+    finally:
+        numba.set_num_threads(before)
+    assert len(serial) == len(parallel) == 27
+    for k, (a, b) in enumerate(zip(serial, parallel)):
+        np.testing.assert_array_equal(a, b, err_msg=f"output {k}")
