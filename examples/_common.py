@@ -16,7 +16,10 @@ metrics.json, one per example (the tests check these keys)::
 ``epochs`` counts the epochs that ran, ``epochs_asked`` the ones asked for;
 ``seconds_per_epoch`` is wall time per epoch, validation included, as Keras reports it.
 ``status`` is "partial" while a run is under way (or was killed) and "done" after it;
-``threads_used`` is what the training loop actually ran with (Numba's and BLAS's pools).
+``threads_used`` is what the training loop actually ran with (Numba's and BLAS's pools);
+each of ``sessions`` (one per call that trained the run) records its start and end, the
+epoch it resumed at, its command and the git revision it ran (several runs share one
+metrics.json, and a resumed run may span revisions).
 
 Every run is backed up (``BackupAndRestore``) under ``OUT/backup/``, after every epoch, so
 running the same command again continues an interrupted run; a finished run's backup is
@@ -98,6 +101,11 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
+def command_line():
+    """The command that started this script, as one would type it from the repository root."""
+    return shlex.join(["python", f"examples/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+
+
 def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -174,7 +182,8 @@ class RunRecorder(Callback):
         progress = self.model.progress               # where a restored backup put fit
         self.seconds = saved.get("seconds", [])[:progress.epoch]
         resumed = {"epoch": progress.epoch, "step": progress.step} if progress.epoch or progress.step else None
-        self.sessions = [*saved.get("sessions", []), {"started": now(), "resumed_at": resumed}]
+        self.sessions = [*saved.get("sessions", []), {"started": now(), "resumed_at": resumed,
+                                                       "command": command_line(), "git": git_state()}]
         self.stopped_early, self.stop_reason = saved.get("stopped_early"), saved.get("stop_reason")
         self.threads_used = threads_in_use()
         self._begun = self._ended = None
@@ -215,7 +224,7 @@ class Results:
         config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
         self.identity = {k: v for k, v in config.items() if k not in NOT_IN_RUN_IDENTITY}
         self.data = {"example": name, "notebook": notebook,
-                     "command": shlex.join(["python", f"examples/{name}.py", *sys.argv[1:]]),
+                     "command": command_line(),
                      "config": config, "versions": versions(), "threads": threads(), "git": git_state(),
                      "cpu": minicnn.threads.cpu_model(), "started": now(), "runs": self._earlier_runs()}
 

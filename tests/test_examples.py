@@ -72,6 +72,8 @@ def test_rerun_restores_the_finished_run_and_fresh_trains_again(data_dir, tmp_pa
     assert rerun["history"] == run["history"] and rerun["test_accuracy"] == run["test_accuracy"]
     assert rerun["seconds_per_epoch"] == run["seconds_per_epoch"]       # the restored epochs' timings
     assert [s["resumed_at"] for s in rerun["sessions"]] == [None, {"epoch": 2, "step": 0}]
+    assert all(s["command"].startswith("python examples/lenet_mnist.py") and "revision" in s["git"]
+               for s in rerun["sessions"])
     fresh, _ = run_quick("lenet_mnist", data_dir, tmp_path, "--fresh")
     assert [s["resumed_at"] for s in fresh["runs"]["lenet"]["sessions"]] == [None]
     assert fresh["runs"]["lenet"]["history"] == run["history"]           # same seed, same run
