@@ -125,6 +125,9 @@ class ThreadChooser:
     4.7% longer with trials every 100 batches than on one thread alone). And a trial
     whose first timed batch on more threads took ``CLEAR_LOSS`` times the first on one
     ends there, for one thread: on a busy machine the slow batches are the trial's cost.
+    For the same reason a trial's untimed first batch (Numba compiles or loads its loops
+    in the first one of all) runs on the last verdict's count, so a busy machine's trial
+    costs one slow batch, not two.
     """
 
     TRIALS = 3          # batches timed with each setting, after one untimed warm-up batch
@@ -167,7 +170,7 @@ class ThreadChooser:
         if phase == 0:                       # a new trial
             self.chosen = self.options[0] if len(self.options) == 1 else None
             self._times = {n: [] for n in self.options}
-        count = self.chosen or (self.options[0] if phase == 0 else
+        count = self.chosen or ((self._last_verdict or self.options[0]) if phase == 0 else
                                 self.options[(phase - 1) % len(self.options)])
         self._use(count)
         start = time.perf_counter()

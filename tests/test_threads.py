@@ -138,6 +138,9 @@ def test_trials_grow_rarer_while_their_verdict_stays_and_frequent_when_it_change
     chooser = fake_clock(FakeClockChooser(2, {2: 0.30, 1: 0.06}))     # a busy machine: one wins
     chooser.run(3100)
     assert chooser.trial_starts == [0, 100, 300, 700, 1500]      # waits of 100, 200, 400, 800
+    first, later = chooser.trial_starts[0], chooser.trial_starts[1]
+    assert chooser.used[first:first + 3] == [2, 2, 1]               # warm-up on all cores at first,
+    assert chooser.used[later:later + 3] == [1, 2, 1]               # then on the last verdict's count
     trial = 1 + 2 * chooser.TRIALS
     between_trials = [count for i, count in enumerate(chooser.used)
                       if not any(start <= i < start + trial for start in chooser.trial_starts)]
