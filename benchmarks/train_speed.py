@@ -320,8 +320,7 @@ class MinicnnTrainer:
         result["threads"]["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "(OpenMP default)")
         result["threads"]["chosen_per_epoch"] = self.thread_choices
         if self.job.get("trace"):   # per-layer forward/backward ms of one batch, after timing
-            with self.minicnn.threads.compute_threads():   # the pools as fit sets them
-                rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]])
+            rows = self.model.trace(self.data["x_train"][:self.job["batch_size"]])   # fit's threads
             result["trace"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
                                for row in rows]
         return result

@@ -28,6 +28,7 @@ from kernels import backend
 from kernels._shapes import conv_geometry
 from .layers import Conv2D, Dense
 from .stats import preserved_training_state
+from .threads import compute_threads
 from .summary import format_bytes
 
 
@@ -212,7 +213,8 @@ def trace_model(model, x, y=None, print_fn=None, repeat=3):
     unless Conv2D), im2col_mb, flops, forward_ms, backward_ms, memory_bytes.
     ``print_fn`` (e.g. ``print``), when given, also receives the table.
 
-    Times are the fastest of ``repeat`` passes, after one warm-up pass.
+    Times are the fastest of ``repeat`` passes, after one warm-up pass, on the thread
+    count ``fit`` starts with (``minicnn.threads.num_threads()``).
 
     Shapes: x: (N, *model.input_shape); y: labels as ``fit`` takes them; a small N
     (1-32) is enough.
@@ -221,7 +223,7 @@ def trace_model(model, x, y=None, print_fn=None, repeat=3):
         model._require_compiled("trace with labels")   # the loss gives backward's start
     x, y = model._prepare(x, y, what="trace")
     x, y = model._as_batch(x, y)
-    with preserved_training_state(model):
+    with preserved_training_state(model), compute_threads():     # the threads fit would use
         _passes(model, x, y, np.random.default_rng(0))            # warm-up: JIT compilation
         runs = [_passes(model, x, y, np.random.default_rng(0)) for _ in range(max(repeat, 1))]
     rows = runs[0]

@@ -105,3 +105,19 @@ def test_trace_with_labels_starts_backward_from_the_loss():
     model.compile("adam", "sparse_categorical_crossentropy")
     trace = model.trace(x, y)
     assert [r["output_shape"] for r in trace][-1] == (2, 10) and trace[0]["backward_ms"] > 0
+
+
+def test_trace_runs_on_the_thread_count_fit_uses(monkeypatch):
+    numba = pytest.importorskip("numba")
+    from minicnn import threads
+    model = Sequential([Flatten(input_shape=(3, 3, 1)), Dense(2)], seed=0)
+    seen = []
+    forward = model.layers[1].forward
+    monkeypatch.setattr(model.layers[1], "forward",
+                        lambda x, training=False: seen.append(numba.get_num_threads()) or forward(x, training))
+    threads.set_num_threads(1)
+    try:
+        trace_model(model, np.ones((2, 3, 3, 1)), repeat=1)
+    finally:
+        threads.set_num_threads(None)
+    assert seen and set(seen) == {1}
