@@ -9,7 +9,9 @@ By default that count is every core this process may run on (``os.sched_getaffin
 as Keras and PyTorch do. ``MINICNN_NUM_THREADS=n`` or ``set_num_threads(n)`` chooses
 another. While minicnn trains, evaluates or predicts (``compute_threads``), Numba is set
 to that count and BLAS to one thread, and both are restored afterwards. Layers and
-kernels called directly use Numba's pool as it is, which by default is the same count.
+kernels called directly use Numba's pool as it is: by default the same count, and the
+count of ``set_num_threads`` once it is called (``MINICNN_NUM_THREADS`` alone is read
+by those three calls only).
 
 Two threads only pay when idle threads do not spin: ``kernels._threading`` makes
 Numba's OpenMP threads wait passively (measured there), and ``ThreadChooser`` checks
@@ -34,9 +36,14 @@ _chosen = None   # set by set_num_threads; otherwise the environment decides
 
 
 def set_num_threads(n):
-    """Use ``n`` threads in minicnn's calls from now on (None: back to the default)."""
+    """Use ``n`` threads in minicnn's calls from now on (None: back to the default).
+
+    Numba's pool follows at once, for this thread, so layers and kernels called directly
+    use ``n`` too (``fit``, ``evaluate`` and ``predict`` set it on every call anyway)."""
     global _chosen
     _chosen = None if n is None else _positive_count(n, "set_num_threads")
+    if numba is not None:
+        numba.set_num_threads(num_threads())
 
 
 def _positive_count(value, where):

@@ -32,6 +32,7 @@ def test_environment_and_call_override(monkeypatch):
     threads.set_num_threads(1)
     monkeypatch.setenv("MINICNN_NUM_THREADS", "not used while set_num_threads holds")
     assert threads.num_threads() == 1
+    monkeypatch.delenv("MINICNN_NUM_THREADS")
     threads.set_num_threads(None)
 
 
@@ -47,6 +48,17 @@ def test_bad_thread_counts_are_refused_clearly(monkeypatch, value):
         threads.num_threads()
     with pytest.raises(ValueError, match=r"set_num_threads must be a whole number"):
         threads.set_num_threads(value)
+
+
+def test_set_num_threads_applies_to_layers_called_directly(monkeypatch):
+    numba = pytest.importorskip("numba")
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(1)
+    try:
+        assert numba.get_num_threads() == 1         # what kernels and _gemm's splits read
+    finally:
+        threads.set_num_threads(None)
+    assert numba.get_num_threads() == threads.num_threads()
 
 
 def test_numpy_integers_are_thread_counts():
