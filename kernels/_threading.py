@@ -9,7 +9,8 @@ thread. Numba's other portable layer, ``workqueue``, was slower still beside two
 threads (160 ms).
 
 GNU OpenMP takes its wait policy only from the environment, and reads it once, when
-Numba first starts its thread pool. So the first kernel call (not ``import``) sets
+Numba first starts its thread pool. So the first kernel call or
+``minicnn.threads.set_num_threads`` (whichever comes first; never ``import``) sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy, and does so only if Numba's
 pool has not started yet. This is the one place minicnn touches the environment.
 """
