@@ -9,6 +9,10 @@ import _machine  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
+# minicnn's own policy (kernels/_threading.py), for every library, as train_speed.py does:
+# set_threads below starts Numba's and PyTorch's OpenMP pools, which read it only then.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def pytest_configure(config):
     if "torch" in os.environ.get("BENCH_IMPLS", "torch"):
