@@ -259,9 +259,21 @@ def _apply_omp_wait_policy(job, library):
     children get the same setting (``--omp-wait-policy``).
     """
     policy = job.get("omp_wait_policy", "default")
-    if policy != "default" and library not in sys.modules:   # read once, when OpenMP starts
+    if policy != "default" and not _openmp_started(library):   # read once, when OpenMP starts
         os.environ["OMP_WAIT_POLICY"] = policy.upper()
     return os.environ.get("OMP_WAIT_POLICY", "default (active spin)")
+
+
+def _openmp_started(library):
+    """Whether ``library``'s OpenMP pool may have read the environment already. Numba is
+    imported early here (``_machine`` imports minicnn), but starts its pool only on its
+    first parallel loop or ``set_num_threads``."""
+    if library not in sys.modules:
+        return False
+    if library == "numba":
+        from numba.np.ufunc import parallel
+        return getattr(parallel, "_is_initialized", True)
+    return True
 
 
 class MinicnnTrainer:
