@@ -10,8 +10,8 @@ as Keras and PyTorch do. ``MINICNN_NUM_THREADS=n`` or ``set_num_threads(n)`` cho
 another. While minicnn trains, evaluates or predicts (``compute_threads``), Numba is set
 to that count and BLAS to one thread, and both are restored afterwards. Layers and
 kernels called directly use Numba's pool as it is: by default the same count, and the
-count of ``set_num_threads`` once it is called (``MINICNN_NUM_THREADS`` alone is read
-by those three calls only).
+count of ``set_num_threads`` once it is called (``MINICNN_NUM_THREADS`` is read by those
+three calls and ``trace`` only).
 
 Two threads only pay when idle threads do not spin: ``kernels._threading`` makes
 Numba's OpenMP threads wait passively (measured there), and ``ThreadChooser`` checks
