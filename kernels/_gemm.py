@@ -71,21 +71,15 @@ def single_threaded_blas(rescan=False):
     a library loaded since (SciPy's own OpenBLAS, say) is then limited too.
     """
     global _blas
-    if getattr(_inside, "depth", 0):
-        _inside.depth += 1
-        try:
-            yield
-        finally:
-            _inside.depth -= 1
-        return
-    if _blas is None or rescan:
+    depth = getattr(_inside, "depth", 0)
+    if not depth and (_blas is None or rescan):
         _blas = ThreadpoolController().select(user_api="blas")
-    with _blas.limit(limits=1):
-        _inside.depth = 1
+    with contextlib.nullcontext() if depth else _blas.limit(limits=1):
+        _inside.depth = depth + 1
         try:
             yield
         finally:
-            _inside.depth = 0
+            _inside.depth = depth
 
 
 def _blocks(length, flops, min_length=1):

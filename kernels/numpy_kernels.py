@@ -27,6 +27,8 @@ def window_offsets(kh, kw, strides, OH, OW):
 
 
 def pad_images(xp, x, pads, value=0):
+    """``x`` with ``value`` around each image: (N, H, W, C) -> (N, H+pt+pb, W+pl+pr, C)
+    for pads (pt, pb, pl, pr); ``x`` itself when there is no padding."""
     pt, pb, pl, pr = pads
     if not (pt or pb or pl or pr):
         return x
