@@ -236,38 +236,60 @@ def maxpool_backward_loop(dy, arg, dx):
 
 @pjit
 def avgpool_forward_loop(x, ph, pw, sh, sw, pt, pl, counts, y):
-    """y = sum of the real cells of each window / counts[oh, ow]."""
+    """y = sum of the real cells of each window / counts[oh, ow].
+
+    Two passes per output row: first the window's image rows are added into one row of
+    W·C values (a contiguous loop, vectorised whatever C is), then each window sums its
+    columns of that row. Summing each window cell by cell with a loop over channels ran
+    2.5x slower on LeNet's six channels (0.37 against 0.15 ms, batch 64, one thread).
+    """
     N, H, W, C = x.shape
     _, OH, OW, _ = y.shape
+    x_rows = x.reshape(N, H, W * C)
     for n in prange(N):
-        acc = np.empty(C, y.dtype)
+        row = np.empty(W * C, y.dtype)
+        row_cells = row.reshape(W, C)
         for oh in range(OH):
             h0, h1 = max(oh * sh - pt, 0), min(oh * sh - pt + ph, H)
+            row[:] = x_rows[n, h0]
+            for h in range(h0 + 1, h1):
+                for k in range(W * C):
+                    row[k] += x_rows[n, h, k]
             for ow in range(OW):
                 w0, w1 = max(ow * sw - pl, 0), min(ow * sw - pl + pw, W)
-                acc[:] = 0
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        for c in range(C):
-                            acc[c] += x[n, h, w, c]
                 for c in range(C):
-                    y[n, oh, ow, c] = acc[c] / counts[oh, ow]
+                    y[n, oh, ow, c] = row_cells[w0, c]
+                for w in range(w0 + 1, w1):
+                    for c in range(C):
+                        y[n, oh, ow, c] += row_cells[w, c]
+                for c in range(C):
+                    y[n, oh, ow, c] /= counts[oh, ow]
 
 
 @pjit
 def avgpool_backward_loop(dy, ph, pw, sh, sw, pt, pl, counts, dx):
-    """dx (zeroed) += dy / counts over the real cells of each window."""
+    """dx (zeroed) += dy / counts over the real cells of each window.
+
+    The forward's two passes in reverse: each output row's windows spread their share
+    into one row of W·C values, which is then added to every image row of the window.
+    """
     N, H, W, C = dx.shape
     _, OH, OW, _ = dy.shape
+    dx_rows = dx.reshape(N, H, W * C)
     for n in prange(N):
+        row = np.empty(W * C, dx.dtype)
+        row_cells = row.reshape(W, C)
         for oh in range(OH):
             h0, h1 = max(oh * sh - pt, 0), min(oh * sh - pt + ph, H)
+            row[:] = 0
             for ow in range(OW):
                 w0, w1 = max(ow * sw - pl, 0), min(ow * sw - pl + pw, W)
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        for c in range(C):
-                            dx[n, h, w, c] += dy[n, oh, ow, c] / counts[oh, ow]
+                for w in range(w0, w1):
+                    for c in range(C):
+                        row_cells[w, c] += dy[n, oh, ow, c] / counts[oh, ow]
+            for h in range(h0, h1):
+                for k in range(W * C):
+                    dx_rows[n, h, k] += row[k]
 
 
 # ---------------------------------------------------------------- batch normalisation
