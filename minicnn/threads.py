@@ -23,6 +23,7 @@ import platform
 import statistics
 import time
 
+from kernels._allocator import keep_freed_memory
 from kernels._gemm import single_threaded_blas
 from kernels._threading import settle_wait_policy
 
@@ -94,9 +95,11 @@ def num_threads():
 @contextlib.contextmanager
 def compute_threads():
     """Inside this block: Numba on ``num_threads()`` threads, and the large matrix products
-    split across as many (``kernels/_gemm.py``); BLAS itself on one thread."""
+    split across as many (``kernels/_gemm.py``); BLAS itself on one thread; freed arrays
+    kept for the next batch (``kernels/_allocator.py``)."""
     count = num_threads()
     settle_wait_policy()
+    keep_freed_memory()
     with single_threaded_blas(rescan=True):
         if numba is None:
             yield
