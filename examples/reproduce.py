@@ -107,9 +107,9 @@ EXPERIMENTS = [
     Experiment("fashion_model2_b128", run="model2_b128", epochs=120, notebook=0.9293, seconds_per_epoch=96.8,
                out="fashion_convnets_model2", title="model 2, batch 128, 120 epochs", **CONVNET),
     Experiment("fashion_model2_bn", run="model2_bn", epochs=120, notebook=0.9338, **CONVNET),
-    Experiment("alexnet_cifar10", "alexnet_cifar10", "alexnet", 10, 64, 0.6573, 540, runs_flag=False,
-               seeds=(0, 1), note="CIFAR-10 from the JPEG re-encoding; a second seed because seed 0 "
-                                  "ended 3 points below the notebook"),
+    Experiment("alexnet_cifar10", "alexnet_cifar10", "alexnet", 10, 64, 0.6573, 210, runs_flag=False,
+               seeds=THREE_SEEDS, note="CIFAR-10 from the JPEG re-encoding; three seeds because test "
+                                       "accuracy swings by up to 10 points from one epoch to the next"),
     Experiment("cifar_mlp_base10", run="base10", epochs=10, notebook=0.26, seconds_per_epoch=45,
                title="3x1000 relu, 10 epochs", **MLP_CIFAR),
     Experiment("cifar_mlp_base100", run="base100", epochs=100, notebook=0.288, seconds_per_epoch=45, **MLP_CIFAR),
