@@ -16,6 +16,7 @@ from . import backend, naive, numpy_kernels
 from ._budget import get_im2col_budget, set_im2col_budget
 from ._gemm import matmul, matmul_tn
 from .numpy_kernels import bias_gradient
+from ._allocator import keep_freed_memory
 from ._threading import settle_wait_policy
 from ._shapes import check_padding, output_size, pad_amounts
 
@@ -39,7 +40,9 @@ if HAVE_NUMBA:
 
 
 def _impl(x):
-    """The one place an implementation is chosen, for the array ``x`` about to be processed."""
+    """The one place an implementation is chosen, for the array ``x`` about to be processed;
+    the first call also settles the process-wide settings the kernels' speed depends on
+    (OpenMP's wait policy, glibc's thresholds for freed memory)."""
     choice = os.environ.get("MINICNN_KERNELS", "").strip().lower()
     if choice and choice not in ("naive", "numpy", "numba"):
         raise ValueError(f"MINICNN_KERNELS must be 'naive', 'numpy' or 'numba', got {choice!r}")
@@ -50,6 +53,7 @@ def _impl(x):
     impl = IMPLS[choice] if choice else (numba_kernels if HAVE_NUMBA else numpy_kernels)
     if impl is numba_kernels:
         settle_wait_policy()
+    keep_freed_memory()
     return impl
 
 

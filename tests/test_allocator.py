@@ -23,30 +23,34 @@ def returned_kb():
     before = rss_kb()
     del a
     return before - rss_kb()
-if {inside_fit}:
+if {setup!r} == "fit":
     with compute_threads():
         print(returned_kb())
 else:
+    if {setup!r} == "kernel":
+        import kernels
+        kernels.im2col(np.ones((1, 3, 3, 1), np.float32), 2, 2, (1, 1), "valid")
     print(returned_kb())
 """
 
 
-def _returned_kb(inside_fit, **env):
+def _returned_kb(setup, **env):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env}
-    out = subprocess.run([sys.executable, "-c", FREED_KB.format(inside_fit=inside_fit)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", FREED_KB.format(setup=setup)], cwd=ROOT,
                          env=env, capture_output=True, text=True, check=True).stdout
     return int(out)
 
 
 @pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")
-def test_training_keeps_freed_arrays_for_the_next_batch():
-    assert _returned_kb(inside_fit=False) > 15_000        # glibc's default: unmapped at once
-    assert _returned_kb(inside_fit=True) < 1_000          # inside fit: kept for reuse
+def test_training_and_kernels_keep_freed_arrays_for_the_next_batch():
+    assert _returned_kb("nothing") > 15_000      # glibc's default: unmapped at once
+    assert _returned_kb("fit") < 1_000           # inside fit: kept for reuse
+    assert _returned_kb("kernel") < 1_000        # after a kernel called directly, too
 
 
 @pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's")
 def test_glibc_variables_set_by_the_user_win():
-    assert _returned_kb(inside_fit=True, MALLOC_MMAP_THRESHOLD_="131072") > 15_000
+    assert _returned_kb("fit", MALLOC_MMAP_THRESHOLD_="131072") > 15_000
 
 
 def test_thresholds_are_set_once(monkeypatch):
