@@ -14,7 +14,9 @@ children take turns, never computing at once: warm-up, then epoch 1 in one and i
 other, epoch 2 in the other order, and so on, so that a change in a shared machine's load
 hits both alike.
 
-Both children run with OMP_WAIT_POLICY=PASSIVE unless ``--omp-wait-policy default``:
+Both children keep freed memory for reuse (glibc thresholds, kernels/_allocator.py: minicnn
+sets them in fit, PyTorch gets the same) and run with OMP_WAIT_POLICY=PASSIVE unless
+``--omp-wait-policy default``:
 PyTorch and Numba share GNU OpenMP, whose spinning idle threads make either 4-50x slower
 on a busy 2-core machine (see ``_apply_omp_wait_policy``).
 
@@ -52,6 +54,7 @@ for _path in (str(ROOT), str(HERE)):    # _machine/_torch_models, and minicnn fr
 
 from _machine import machine_info  # noqa: E402
 from _speed_report import compare, markdown_table, write_plots  # noqa: E402
+from kernels._allocator import keep_freed_memory  # noqa: E402
 
 #: What each model trains on, as the notebooks did. ``samples``: the notebook's training
 #: set per epoch; ``quick``: the default cap, so the default run fits in ~10 minutes on
@@ -343,6 +346,7 @@ class TorchTrainer:
 
     def __init__(self, job):
         self.omp_wait_policy = _apply_omp_wait_policy(job, "torch")
+        keep_freed_memory()     # the process setting minicnn's fit makes, for PyTorch too
         import torch
         import _torch_models
         self.torch, self.job = torch, job
