@@ -61,7 +61,8 @@ def markdown_table(report):
     """Ratio table (minicnn / PyTorch) and the absolute figures behind it."""
     s = report["settings"]
     lines = [f"Training speed, minicnn vs PyTorch CPU: {s['epochs']} timed epochs, {s['threads']} "
-             f"thread(s), OMP_WAIT_POLICY {s.get('omp_wait_policy', 'default')}, float32, adam; best / median "
+             f"thread(s), OMP_WAIT_POLICY {s.get('omp_wait_policy', 'default')}, PyTorch's glibc "
+             f"thresholds for freed memory: {s.get('torch_allocator', 'default')}, float32, adam; best / median "
              f"epoch (ratios < 1: minicnn faster).", "",
              "| model | data | samples/epoch, batch | minicnn epoch s best / med | torch epoch s best / med "
              "| epoch ratio best / med | ms/step minicnn / torch | test acc minicnn / torch "
