@@ -106,6 +106,26 @@ def _run(work, blocks):
     return [work(*blocks[0])] + [future.result() for future in others]
 
 
+def run_chunks(work, chunks, threads):
+    """``work(i, start, stop)`` for every chunk ``i = (start, stop)``, dealt out to at most
+    ``threads`` threads in turn (thread t takes chunks t, t + T, ...), each running its
+    Numba loops and BLAS calls on itself alone. For work whose chunks are independent
+    (each writes its own rows); the caller keeps BLAS single-threaded meanwhile."""
+    threads = max(1, min(threads, len(chunks)))
+
+    def share(first, step):
+        before = numba.get_num_threads() if numba is not None else 1
+        if numba is not None:
+            numba.set_num_threads(1)           # per thread: the other thread keeps its own
+        try:
+            for i in range(first, len(chunks), step):
+                work(i, *chunks[i])
+        finally:
+            if numba is not None:
+                numba.set_num_threads(before)
+    _run(share, [(t, threads) for t in range(threads)])
+
+
 def matmul(a, b, out=None):
     """``a @ b`` (written into ``out`` when given), its rows or columns shared between threads.
 

@@ -70,10 +70,13 @@ def pjit(loop=None, *, min_parallel=MIN_PARALLEL_VALUES):
     against 33 us for the parallel build run on one thread, which costs ~5 us more to
     switch the pool to one thread and back. (Numba names a cache file after the
     function, not its options: such a twin also needs a name of its own, or the two
-    builds share one cached binary.)"""
+    builds share one cached binary.)
+
+    ``nogil``: a convolution's batch chunks run im2col and col2im on several Python threads
+    at once (``numba_kernels.conv2d_forward``), which needs the GIL released meanwhile."""
     if loop is None:
         return functools.partial(pjit, min_parallel=min_parallel)
-    compiled = njit(cache=CACHE, parallel=True, error_model="numpy")(loop)
+    compiled = njit(cache=CACHE, parallel=True, nogil=True, error_model="numpy")(loop)
 
     @functools.wraps(loop)
     def run(*args):

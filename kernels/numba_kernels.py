@@ -20,9 +20,12 @@ Layout contract and tie rule: see ``kernels.naive``.
 """
 import functools
 
+import numba
 import numpy as np
 
 from . import _numba_loops as loops
+from ._budget import get_im2col_budget, images_per_chunk, note_col
+from ._gemm import run_chunks, single_threaded_blas
 from ._shapes import conv_geometry, real_cells
 from . import numpy_kernels
 from .numpy_kernels import gemm_conv_backward, gemm_conv_forward
@@ -102,26 +105,104 @@ def col2im(col, x_shape, kh, kw, strides, padding):
     return dx
 
 
+#: A batch whose col matrix is larger than this is convolved in chunks of about this size,
+#: each chunk's im2col and product run one after the other on one thread, so the product
+#: reads the col rows while they are still in cache, and the threads take chunks in turn.
+#: BLAS slows down on a col matrix that no longer fits: (M, 288) x (288, 64) on one thread,
+#: 92 GFLOP/s at M = 7,744 rows (8.9 MB), 76 GFLOP/s at 25,088 (29 MB). Measured, forward +
+#: backward, batch 128, whole batch -> 2 MiB chunks: Fashion conv2 (3x3x32 -> 64) 14.1 ->
+#: 11.8 ms on two threads, 25.0 -> 22.0 ms on one; model 2's conv2 22.1 -> 18.7 and
+#: 41.5 -> 35.9 ms.
+CHUNK_BYTES = 2 << 20
+#: ... but never fewer rows than this per chunk: a product of few rows and a long K runs
+#: slower (AlexNet conv2, 16 rows x 2,400 per image: 21.1 ms whole, 24.5 ms in 2 MiB chunks).
+MIN_CHUNK_ROWS = 1024
+#: A col matrix up to this size is built whole, its im2col parallel over the batch: chunks
+#: lost there on two threads (Fashion conv1, 3.1 MB: 3.5 ms whole, 4.2 ms in chunks;
+#: AlexNet conv1, 5.9 MB: 5.7 against 7.2 ms) and gained nothing on one.
+WHOLE_BATCH_BYTES = 8 << 20
+
+
+def _chunks(x_shape, kernel_shape, strides, padding, itemsize):
+    """``(chunks, threads)``: the batch whole if its col matrix is at most WHOLE_BATCH_BYTES,
+    else cut into chunks ``(start, stop)`` of about CHUNK_BYTES of col matrix (at least
+    MIN_CHUNK_ROWS rows and one image); never more than the im2col budget allows
+    (``kernels._budget``). ``threads``: how many may work on chunks at once, each holding
+    one chunk's col and its gradient, all of them within the budget."""
+    N = x_shape[0]
+    kh, kw, C_in, _ = kernel_shape
+    OH, OW, *_ = conv_geometry(x_shape, kh, kw, strides, padding)
+    per_image = OH * OW * kh * kw * C_in * itemsize
+    fits_cache = N if N * per_image <= WHOLE_BATCH_BYTES else max(
+        CHUNK_BYTES // per_image, -(-MIN_CHUNK_ROWS // (OH * OW)))
+    step = min(images_per_chunk(N, OH * OW, kh * kw * C_in, itemsize, buffers=2), fits_cache)
+    threads = max(1, min(numba.get_num_threads(), get_im2col_budget() // (2 * step * per_image)))
+    note_col(threads * 2 * step * per_image)
+    return [(lo, min(lo + step, N)) for lo in range(0, N, step)], threads
+
+
 def conv2d_forward(x, kernel, bias, strides, padding):
-    """Convolution: compiled im2col + BLAS, in batch chunks that fit the im2col budget.
+    """Convolution: compiled im2col + BLAS; a batch whose col matrix is large goes in
+    chunks (``CHUNK_BYTES``), shared between the threads.
 
     Shapes:
         x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).  bias: (C_out,) or None.
         Returns y: (N, OH, OW, C_out).
-    Cache: (x, kernel, has_bias, strides, padding, col or None).
+    Cache: (x, kernel, has_bias, strides, padding, col or None): col is kept when the batch
+    was one chunk; otherwise the backward pass builds each chunk's col again.
     """
-    return gemm_conv_forward(np.ascontiguousarray(x), kernel, bias, strides, padding, im2col)
+    x = np.ascontiguousarray(x)
+    chunks, threads = _chunks(x.shape, kernel.shape, strides, padding, x.dtype.itemsize)
+    if len(chunks) == 1:
+        return gemm_conv_forward(x, kernel, bias, strides, padding, im2col)
+    kh, kw, _, C_out = kernel.shape
+    kernel = kernel.astype(x.dtype, copy=False)
+    w2 = kernel.reshape(-1, C_out)
+    OH, OW, *_ = conv_geometry(x.shape, kh, kw, strides, padding)
+    y = np.empty((x.shape[0], OH, OW, C_out), dtype=x.dtype)
+
+    def forward_chunk(_, lo, hi):
+        col = im2col(x[lo:hi], kh, kw, strides, padding)
+        np.matmul(col, w2, out=y[lo:hi].reshape(-1, C_out))
+    with single_threaded_blas():
+        run_chunks(forward_chunk, chunks, threads)
+    if bias is not None:
+        y += bias.astype(x.dtype, copy=False)
+    return y, (x, kernel, bias is not None, strides, padding, None)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
-    """Gradients of conv2d_forward: BLAS products plus the compiled col2im.
-    ``need_dx=False`` skips the input gradient: dx is None.
+    """Gradients of conv2d_forward: BLAS products plus the compiled col2im, chunk by chunk
+    when the forward pass went in chunks. ``need_dx=False`` skips the input gradient: dx
+    is None.
 
     Shapes:
         dy: (N, OH, OW, C_out).  Returns dx: (N, H, W, C_in), dkernel: (kh, kw, C_in, C_out),
         dbias: (C_out,) or None.
     """
-    return gemm_conv_backward(dy, cache, im2col, col2im, need_dx)
+    x, kernel, has_bias, strides, padding, col = cache
+    if col is not None:
+        return gemm_conv_backward(dy, cache, im2col, col2im, need_dx)
+    kh, kw, _, C_out = kernel.shape
+    w2 = kernel.reshape(-1, C_out)
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    chunks, threads = _chunks(x.shape, kernel.shape, strides, padding, x.dtype.itemsize)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+    dw_parts = [None] * len(chunks)
+
+    def backward_chunk(i, lo, hi):
+        chunk_col = im2col(x[lo:hi], kh, kw, strides, padding)
+        g = dy[lo:hi].reshape(-1, C_out)
+        dw_parts[i] = chunk_col.T @ g
+        if need_dx:
+            dx[lo:hi] = col2im(g @ w2.T, x[lo:hi].shape, kh, kw, strides, padding)
+    with single_threaded_blas():
+        run_chunks(backward_chunk, chunks, threads)
+    dw = dw_parts[0]
+    for part in dw_parts[1:]:      # in chunk order: the same sum whatever the thread count
+        dw += part
+    dbias = numpy_kernels.bias_gradient(dy) if has_bias else None
+    return dx, dw.reshape(kernel.shape), dbias
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):

@@ -304,6 +304,44 @@ def test_im2col_budget_chunks_the_batch(impl, rng):
         _close(got, want, "grad")
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_numba_conv_chunks_on_two_threads_give_one_threads_result(need_dx, monkeypatch, rng):
+    """A batch cut into cache-sized chunks, the chunks shared by two threads: the naive
+    result, and bit for bit what one thread computes."""
+    import numba
+    from kernels import numba_kernels
+    x, kern, bias = rng.standard_normal((7, 9, 8, 3)), rng.standard_normal((3, 3, 3, 4)), np.ones(4)
+    monkeypatch.setattr(numba_kernels, "CHUNK_BYTES", 2 * 9 * 8 * 27 * x.itemsize)   # 2 images
+    monkeypatch.setattr(numba_kernels, "MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(numba_kernels, "WHOLE_BATCH_BYTES", 0)
+    threads_used = []
+    run_chunks = numba_kernels.run_chunks
+    monkeypatch.setattr(numba_kernels, "run_chunks",
+                        lambda work, chunks, threads: threads_used.append(threads) or run_chunks(work, chunks, threads))
+    y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, (1, 1), "same")
+    dy = rng.standard_normal(y_ref.shape)
+    results, before = {}, numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            y, cache = numba_kernels.conv2d_forward(x, kern, bias, (1, 1), "same")
+            assert cache[-1] is None                       # chunked: no col kept
+            results[threads] = (y, *numba_kernels.conv2d_backward(dy, cache, need_dx))
+    finally:
+        numba.set_num_threads(before)
+    assert threads_used == [1, 1, 2, 2]
+    for one, two in zip(results[1], results[2]):
+        if one is None:
+            assert two is None and not need_dx
+            continue
+        np.testing.assert_array_equal(one, two)
+    want = (y_ref, *naive.conv2d_backward(dy, cache_ref))
+    for got, expected in zip(results[2], want):
+        if got is not None:
+            _close(got, expected, "chunked conv")
+
+
 @pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
 def test_conv_backward_can_skip_dx(impl, rng):
     """need_dx=False (a model's first layer) gives dx None and the same weight gradients."""
