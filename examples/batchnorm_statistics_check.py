@@ -17,7 +17,6 @@ Nothing is trained and the backup is not changed. Prints both accuracies and wri
 with the paths, to ``--out`` as JSON.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from minicnn import Sequential
 from minicnn.backup import BackupAndRestore
