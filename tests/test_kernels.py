@@ -356,6 +356,31 @@ def test_conv_backward_can_skip_dx(impl, rng):
     _close(db, db_ref, "dbias")
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("x_shape, k_shape, padding", [
+    ((3, 28, 28, 1), (5, 5, 1, 6), "same"),       # LeNet conv1
+    ((2, 9, 7, 1), (4, 2, 1, 16), "same"),        # even window: more padding after than before
+    ((2, 8, 11, 1), (3, 3, 1, 1), "valid"),
+    ((1, 5, 6, 1), (5, 6, 1, 3), "valid"),        # one output pixel
+])
+def test_direct_input_gradient_matches_naive(x_shape, k_shape, padding, monkeypatch, rng):
+    """The direct input gradient of thin one-channel convolutions (numba_kernels) gives the
+    naive dx, and is the path those shapes take."""
+    from kernels import _numba_loops as loops, numba_kernels
+    calls = []
+    direct = loops.one_channel_input_grad_loop
+    monkeypatch.setattr(loops, "one_channel_input_grad_loop", lambda *a: calls.append(1) or direct(*a))
+    x, kern = rng.standard_normal(x_shape), rng.standard_normal(k_shape)
+    y_ref, cache_ref = naive.conv2d_forward(x, kern, None, (1, 1), padding)
+    y, cache = numba_kernels.conv2d_forward(x, kern, None, (1, 1), padding)
+    dy = rng.standard_normal(y.shape)
+    dx, dk, _ = numba_kernels.conv2d_backward(dy, cache)
+    dx_ref, dk_ref, _ = naive.conv2d_backward(dy, cache_ref)
+    assert calls == [1]
+    _close(dx, dx_ref, "dx")
+    _close(dk, dk_ref, "dkernel")
+
+
 def test_budget_from_environment(monkeypatch):
     monkeypatch.setenv("MINICNN_IM2COL_BUDGET_MB", "1.5")
     assert kernels.get_im2col_budget() == int(1.5 * 2**20)
