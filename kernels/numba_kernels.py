@@ -26,7 +26,7 @@ import functools
 import numba
 import numpy as np
 
-from . import _numba_loops as loops
+from . import _numba_loops as loops, _per_position as per_position
 from ._budget import get_im2col_budget, images_per_chunk, note_col
 from ._gemm import run_chunks, single_threaded_blas
 from ._shapes import conv_geometry, real_cells
@@ -146,7 +146,8 @@ def _chunks(x_shape, kernel_shape, strides, padding, itemsize):
 
 def conv2d_forward(x, kernel, bias, strides, padding):
     """Convolution: compiled im2col + BLAS; a batch whose col matrix is large goes in
-    chunks (``CHUNK_BYTES``), shared between the threads.
+    chunks (``CHUNK_BYTES``), shared between the threads; small images with much
+    padding go one output position at a time (``kernels._per_position``).
 
     Shapes:
         x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).  bias: (C_out,) or None.
@@ -155,12 +156,15 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     was one chunk; otherwise the backward pass builds each chunk's col again.
     """
     x = np.ascontiguousarray(x)
-    chunks, threads = _chunks(x.shape, kernel.shape, strides, padding, x.dtype.itemsize)
     kernel = kernel.astype(x.dtype, copy=False)
-    if len(chunks) == 1:
-        y, (*_, col) = gemm_conv_forward(x, kernel, None, strides, padding, im2col)
+    if per_position.worth_it(x.shape, kernel.shape, strides, padding):
+        y, col = per_position.conv2d_forward(x, kernel, strides, padding), None
     else:
-        y, col = _forward_in_chunks(x, kernel, strides, padding, chunks, threads), None
+        chunks, threads = _chunks(x.shape, kernel.shape, strides, padding, x.dtype.itemsize)
+        if len(chunks) == 1:
+            y, (*_, col) = gemm_conv_forward(x, kernel, None, strides, padding, im2col)
+        else:
+            y, col = _forward_in_chunks(x, kernel, strides, padding, chunks, threads), None
     if bias is not None:
         # compiled: NumPy's broadcast add steps along the short channel axis slowly
         # (LeNet conv1, 6 channels, 0.3M values: 0.25 against 0.09 ms)
@@ -200,15 +204,19 @@ def _direct_input_grad(x_shape, kernel_shape, strides):
 
 def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of conv2d_forward: BLAS products plus the compiled col2im, chunk by chunk
-    when the forward pass went in chunks; dx of a thin one-channel convolution directly.
+    when the forward pass went in chunks, or by output position as it did; dx of a thin
+    one-channel convolution directly.
     ``need_dx=False`` skips the input gradient: dx is None.
 
     Shapes:
         dy: (N, OH, OW, C_out).  Returns dx: (N, H, W, C_in), dkernel: (kh, kw, C_in, C_out),
         dbias: (C_out,) or None.
     """
-    x, kernel, _, strides, padding, _ = cache
+    x, kernel, has_bias, strides, padding, _ = cache
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    if per_position.worth_it(x.shape, kernel.shape, strides, padding):
+        dx, dw = per_position.conv2d_backward(dy, x, kernel, strides, padding, need_dx)
+        return dx, dw, numpy_kernels.bias_gradient(dy) if has_bias else None
     if not (need_dx and _direct_input_grad(x.shape, kernel.shape, strides)):
         return _backward_by_products(dy, cache, need_dx)
     _, dw, dbias = _backward_by_products(dy, cache, need_dx=False)

@@ -342,6 +342,55 @@ def test_numba_conv_chunks_on_two_threads_give_one_threads_result(need_dx, monke
             _close(got, expected, "chunked conv")
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("x_shape, k_shape, strides", [
+    ((5, 4, 4, 3), (5, 5, 3, 4), (1, 1)),         # LeNet conv3's geometry
+    ((4, 2, 2, 5), (3, 3, 5, 6), (1, 1)),         # AlexNet conv3-5's
+    ((3, 5, 4, 2), (4, 3, 2, 3), (2, 1)),         # strided, even window
+    ((2, 3, 6, 1), (2, 5, 1, 2), (1, 3)),
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_by_output_position_matches_naive(x_shape, k_shape, strides, threads, monkeypatch, rng):
+    """Small padded images go one output position at a time (numba_kernels picks it by
+    shape): the naive y, dx, dkernel and dbias, with the batch on one thread or split."""
+    import numba
+    from kernels import _per_position, numba_kernels
+    assert _per_position.worth_it(x_shape, k_shape, strides, "same")
+    monkeypatch.setattr(_per_position, "MIN_BLOCK", 1)
+    monkeypatch.setattr(_per_position, "MIN_PIECE_FLOPS_PER_THREAD", 1)
+    blocks = []
+    run_chunks = _per_position.run_chunks
+    monkeypatch.setattr(_per_position, "run_chunks",
+                        lambda work, chunks, n: blocks.append(len(chunks)) or run_chunks(work, chunks, n))
+    x, kern, bias = rng.standard_normal(x_shape), rng.standard_normal(k_shape), rng.standard_normal(k_shape[3])
+    y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, strides, "same")
+    dy = rng.standard_normal(y_ref.shape)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(threads)
+        y, cache = numba_kernels.conv2d_forward(x, kern, bias, strides, "same")
+        got = (y, *numba_kernels.conv2d_backward(dy, cache))
+    finally:
+        numba.set_num_threads(before)
+    assert blocks == [threads, threads]
+    for name, value, want in zip(("y", "dx", "dkernel", "dbias"), got,
+                                 (y_ref, *naive.conv2d_backward(dy, cache_ref))):
+        _close(value, want, name)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_conv_by_output_position_only_where_padding_dominates():
+    """The notebooks' layers that take the per-position path, and some that must not."""
+    from kernels._per_position import worth_it
+    one = (1, 1)
+    assert worth_it((64, 4, 4, 16), (5, 5, 16, 120), one, "same")           # LeNet conv3
+    assert worth_it((64, 4, 4, 96), (5, 5, 96, 256), one, "same")           # AlexNet conv2
+    assert worth_it((64, 2, 2, 384), (3, 3, 384, 384), one, "same")         # AlexNet conv4
+    assert not worth_it((64, 8, 8, 16), (5, 5, 16, 120), one, "valid")      # no padding
+    assert not worth_it((128, 28, 28, 1), (3, 3, 1, 32), one, "same")       # many positions
+    assert not worth_it((64, 32, 32, 3), (11, 11, 3, 96), (4, 4), "same")   # AlexNet conv1: 64
+
+
 @pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
 def test_conv_backward_can_skip_dx(impl, rng):
     """need_dx=False (a model's first layer) gives dx None and the same weight gradients."""

@@ -1,0 +1,141 @@
+"""Convolution of small images one output position at a time, skipping the padding.
+
+With "same" padding on an image not much larger than the window, most of the im2col
+matrix is padding: LeNet's conv3 (5x5 on 4x4 images) and AlexNet's conv2 have 51% zeros
+in their col matrix, its conv3-5 (3x3 on 2x2) 56%, and a product with the col matrix
+spends that share of its time multiplying zeros. Here each output position (oh, ow) is
+computed on its own, from the window rows that lie inside the image: for window row i,
+the input pixels x[:, h, w0:w1, :] and the kernel's row kernel[i, j0:j1] are both plain
+(strided) views, so each piece is one BLAS product with no copy and no zero in it.
+
+That is many small products (LeNet conv3: 56 per pass), which BLAS runs at near its peak
+for these sizes (64 x 64 x 120: 98 GFLOP/s on one AMD EPYC core) but each call costs a
+few microseconds, so ``worth_it`` takes this path only for few output positions and a
+large share of padding. The NumPy and naive kernels give the same sums (in another order).
+"""
+import functools
+
+import numpy as np
+
+from ._gemm import run_chunks, single_threaded_blas
+from ._shapes import conv_geometry
+
+try:
+    import numba
+except ImportError:
+    numba = None
+
+#: At most this many output positions (per image): each costs kh products per pass.
+MAX_POSITIONS = 16
+#: ... and at least this share of the col matrix must be padding to be worth the calls.
+MIN_PADDING_SHARE = 0.25
+#: Threads split the batch, into blocks of at least MIN_BLOCK images, and only when each
+#: thread's products are large enough to outweigh the extra calls: LeNet conv3's pieces
+#: (0.9 MFLOP) ran slower on two threads (forward 0.97 against 0.71 ms on one), AlexNet
+#: conv2's (11 MFLOP) faster (4.3 against 7.3 ms).
+MIN_BLOCK = 16
+MIN_PIECE_FLOPS_PER_THREAD = 2_000_000
+
+
+def _pieces(x_shape, kernel_shape, strides, padding):
+    """(((oh, ow), ((h, w0, w1, i, j0), ...)), ...): for each output position, the window
+    rows inside the image: image row h, columns w0:w1, window row i, from window column j0."""
+    return _pieces_of(*x_shape[1:3], *kernel_shape[:2], *strides, padding)
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces_of(H, W, kh, kw, sh, sw, padding):
+    """_pieces, worked out once per geometry (a training step asks for it four times)."""
+    OH, OW, pt, _, pl, _ = conv_geometry((1, H, W, 1), kh, kw, (sh, sw), padding)
+    positions = []
+    for oh in range(OH):
+        for ow in range(OW):
+            top, left = oh * sh - pt, ow * sw - pl
+            w0, w1 = max(left, 0), min(left + kw, W)
+            rows = tuple((top + i, w0, w1, i, w0 - left) for i in range(kh) if 0 <= top + i < H)
+            positions.append(((oh, ow), rows))
+    return tuple(positions)
+
+
+def worth_it(x_shape, kernel_shape, strides, padding):
+    """Whether a convolution of these shapes should go by output position (see above)."""
+    kh, kw = kernel_shape[:2]
+    OH, OW, *_ = conv_geometry(x_shape, kh, kw, strides, padding)
+    if OH * OW > MAX_POSITIONS:
+        return False
+    pieces = _pieces(x_shape, kernel_shape, strides, padding)
+    inside = sum((w1 - w0) for _, rows in pieces for _, w0, w1, _, _ in rows)
+    return 1 - inside / (len(pieces) * kh * kw) >= MIN_PADDING_SHARE
+
+
+def conv2d_forward(x, kernel, strides, padding):
+    """y = x * kernel (no bias), a sum of one product per window row inside the image.
+
+    Shapes:
+        x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).  Returns y: (N, OH, OW, C_out).
+    """
+    kh, kw, _, C_out = kernel.shape
+    OH, OW, *_ = conv_geometry(x.shape, kh, kw, strides, padding)
+    y = np.empty((len(x), OH, OW, C_out), dtype=x.dtype)
+    positions = _pieces(x.shape, kernel.shape, strides, padding)
+
+    def forward_rows(_, lo, hi):
+        n = hi - lo
+        total, part = np.empty((2, n, C_out), dtype=x.dtype)
+        for (oh, ow), rows in positions:
+            total[...] = 0
+            for h, w0, w1, i, j0 in rows:
+                pixels = x[lo:hi, h, w0:w1, :].reshape(n, -1)              # (n, (w1-w0)·C_in)
+                weights = kernel[i, j0:j0 + w1 - w0].reshape(-1, C_out)    # ((w1-w0)·C_in, C_out)
+                total += np.matmul(pixels, weights, out=part)
+            y[lo:hi, oh, ow, :] = total
+    _in_batch_blocks(forward_rows, x.shape, kernel.shape, positions)
+    return y
+
+
+def conv2d_backward(dy, x, kernel, strides, padding, need_dx=True):
+    """(dx or None, dkernel): each piece of the forward pass sends dy back through its
+    own product, into its window row of dkernel and its pixels of dx.
+
+    Shapes:
+        dy: (N, OH, OW, C_out).  x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).
+    """
+    C_in, C_out = kernel.shape[2:]
+    dx = np.zeros_like(x) if need_dx else None
+    positions = _pieces(x.shape, kernel.shape, strides, padding)
+
+    def backward_rows(_, lo, hi):
+        n = hi - lo
+        dkernel = np.zeros_like(kernel)
+        for (oh, ow), rows in positions:
+            g = np.ascontiguousarray(dy[lo:hi, oh, ow, :])                 # (n, C_out)
+            for h, w0, w1, i, j0 in rows:
+                width = w1 - w0
+                pixels = x[lo:hi, h, w0:w1, :].reshape(n, -1)
+                dkernel[i, j0:j0 + width] += (pixels.T @ g).reshape(width, C_in, C_out)
+                if need_dx:
+                    weights = kernel[i, j0:j0 + width].reshape(-1, C_out)
+                    dx[lo:hi, h, w0:w1, :] += (g @ weights.T).reshape(n, width, C_in)
+        return dkernel
+    dkernel, *others = _in_batch_blocks(backward_rows, x.shape, kernel.shape, positions)
+    for part in others:
+        dkernel += part
+    return dx, dkernel
+
+
+def _in_batch_blocks(work, x_shape, kernel_shape, positions):
+    """``work(i, lo, hi)`` on blocks of the batch, each on its own thread (with
+    single-threaded BLAS); returns the results in block order."""
+    N, C_in, C_out = x_shape[0], kernel_shape[2], kernel_shape[3]
+    pieces = [w1 - w0 for _, rows in positions for _, w0, w1, _, _ in rows]
+    piece_flops = 2 * N * C_in * C_out * sum(pieces) / len(pieces)
+    threads = int(max(1, min(numba.get_num_threads() if numba else 1, N // MIN_BLOCK,
+                             piece_flops // MIN_PIECE_FLOPS_PER_THREAD)))
+    edges = [N * t // threads for t in range(threads + 1)]
+    results = [None] * threads
+
+    def keep(i, lo, hi):
+        results[i] = work(i, lo, hi)
+    with single_threaded_blas():
+        run_chunks(keep, list(zip(edges[:-1], edges[1:])), threads)
+    return results
