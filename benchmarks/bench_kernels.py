@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import kernels
+from kernels._shapes import real_cells
 
 # name: (x shape NHWC, what, strides, padding); what is a conv kernel (kh, kw, C_in, C_out)
 # or a pooling window ("max" or "avg", (ph, pw)). Every conv and pool layer of the notebooks.
@@ -65,15 +66,15 @@ IMPL_NAMES = [n for n in ("numpy", "numba") if n in kernels.IMPLS and n in WANTE
 
 
 def flops(name, mode):
-    """GEMM-equivalent floating-point operations (2*M*K*N per product; backward has two)."""
+    """GEMM-equivalent floating-point operations (2 per multiply-add; backward has twice the
+    forward's), counting window cells inside the image only, as ``model.trace`` does."""
     x_shape, k_shape, strides, padding = SHAPES[name]
     if is_pool(k_shape):
         return 0
     N, H, W, _ = x_shape
     kh, kw, C_in, C_out = k_shape
-    OH = kernels.output_size(H, kh, strides[0], padding)
-    OW = kernels.output_size(W, kw, strides[1], padding)
-    one = 2 * N * OH * OW * kh * kw * C_in * C_out
+    cells = real_cells(H, kh, strides[0], padding).sum() * real_cells(W, kw, strides[1], padding).sum()
+    one = int(2 * N * cells * C_in * C_out)
     return one if mode == "fwd" else 3 * one
 
 

@@ -6,8 +6,9 @@ For every layer it reports what a learner would work out by hand:
 * for Conv2D, the im2col matrix: (N·OH·OW, kh·kw·C_in), one row per output pixel,
   one column per kernel weight, and its size in MB (10**6 bytes);
 * forward FLOPs of the matrix products, 2 per multiply-add:
-  Conv2D 2·N·OH·OW·kh·kw·C_in·C_out, Dense 2·N·D·units. Everything else (pooling,
-  activations, bias adds, BatchNorm, Dropout) is a cheap elementwise pass and counts 0;
+  Conv2D 2·N·OH·OW·kh·kw·C_in·C_out less the window cells that fall in the padding,
+  Dense 2·N·D·units. Everything else (pooling, activations, bias adds, BatchNorm,
+  Dropout) is a cheap elementwise pass and counts 0;
 * forward and backward wall time, backward as training runs it: the first layer with
   weights skips the gradient of its input, which nothing needs, and the layers below it
   run no backward at all (0 ms);
@@ -25,7 +26,7 @@ import time
 import numpy as np
 
 from kernels import backend
-from kernels._shapes import conv_geometry
+from kernels._shapes import conv_geometry, real_cells
 from .layers import Conv2D, Dense
 from .stats import preserved_training_state
 from .threads import compute_threads
@@ -54,10 +55,18 @@ def im2col_shape(layer, n):
 
 
 def forward_flops(layer, n):
-    """Floating-point operations of the layer's forward matrix product for ``n`` samples."""
+    """Floating-point operations of the layer's forward matrix products for ``n`` samples.
+
+    A convolution counts only the multiply-adds of window cells inside the image: the
+    padding is zeros, and where it is most of the window minicnn skips it
+    (``kernels/_per_position.py``). Without padding that is 2·rows·columns·filters of
+    the im2col product.
+    """
     if isinstance(layer, Conv2D):
-        rows, columns, filters = conv_sizes(layer, n)
-        return 2 * rows * columns * filters
+        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
+        H, W, C_in = layer.input_shape
+        cells = real_cells(H, kh, sh, layer.padding).sum() * real_cells(W, kw, sw, layer.padding).sum()
+        return int(2 * n * cells * C_in * layer.filters)
     if isinstance(layer, Dense):
         return 2 * n * layer.input_shape[0] * layer.units
     return 0
@@ -177,8 +186,8 @@ def format_table(rows):
                       for i, (cell, w) in enumerate(zip(line, widths))) for line in lines]
     text.insert(1, "-" * len(text[0]))
     text.insert(-1, "-" * len(text[0]))
-    text.append("FLOPs: conv/dense matrix products only, 2 per multiply-add; pooling, "
-                "activations, bias, BatchNorm and Dropout count 0.")
+    text.append("FLOPs: conv/dense matrix products only, 2 per multiply-add, padding not "
+                "counted; pooling, activations, bias, BatchNorm and Dropout count 0.")
     return "\n".join(text)
 
 

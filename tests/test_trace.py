@@ -30,16 +30,18 @@ def test_lenet5_shapes(lenet_trace):
 def test_lenet5_flops_and_im2col(lenet_trace):
     _, rows, _ = lenet_trace
     # 2 FLOPs per multiply-add: conv 2·N·OH·OW·kh·kw·Cin·Cout, dense 2·N·D·units; the rest 0.
+    # conv3 is 5x5 "same" on 4x4 images: window rows inside the image per output row
+    # 3, 4, 4, 3 (the rest is padding, not counted), so 14 x 14 cells instead of 16 x 25.
     expected_flops = [2 * 2 * 24 * 24 * 5 * 5 * 1 * 6,      # 345,600
                       0,
                       2 * 2 * 8 * 8 * 5 * 5 * 6 * 16,       # 614,400
                       0,
-                      2 * 2 * 4 * 4 * 5 * 5 * 16 * 120,     # 3,072,000
+                      2 * 2 * 14 * 14 * 16 * 120,           # 1,505,280
                       0,
                       2 * 2 * 1920 * 84,                    # 645,120
                       2 * 2 * 84 * 10]                      # 3,360
     assert [r["flops"] for r in rows] == expected_flops
-    assert sum(expected_flops) == 4_680_480
+    assert sum(expected_flops) == 3_113_760
     # im2col: one row per output pixel of the batch, one column per weight of a filter.
     assert [r["im2col_shape"] for r in rows] == [
         (1152, 25), None, (128, 150), None, (32, 400), None, None, None]
