@@ -411,7 +411,7 @@ def bias_relu_loop(z, bias, alpha, apply_relu):
 @pjit
 def activation_backward_loop(dy, y, kind, alpha, dz, partial):
     """dz = dy · f'(y) with f' written in terms of the output y (kind 0 linear: 1;
-    1 relu: 1 where y > 0, else alpha; 2 tanh: 1 - y²), and in the same pass each block
+    1 relu: 1 where y > 0, else alpha; 2 tanh: 1 - y²; 3 sigmoid: y(1 - y)), and in the same pass each block
     of rows' float64 column sums of dz into partial[block] (the bias gradient)."""
     rows, C = dy.shape
     for k in prange(SUM_BLOCKS):
@@ -423,5 +423,7 @@ def activation_backward_loop(dy, y, kind, alpha, dz, partial):
                     d = d if y[r, c] > 0 else d * alpha
                 elif kind == 2:
                     d = d * (1 - y[r, c] * y[r, c])
+                elif kind == 3:
+                    d = d * y[r, c] * (1 - y[r, c])
                 dz[r, c] = d
                 partial[k, c] += d

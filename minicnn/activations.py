@@ -86,6 +86,7 @@ class Tanh(ActivationFunction):
 
 class Sigmoid(ActivationFunction):
     name = "sigmoid"
+    compiled_name = "sigmoid"
 
     def forward(self, z):
         xp = get_array_module(z)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not ins
 
 ACTIVATIONS = {"linear": "linear", "relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid",
                "leaky 0.1": lambda x: relu(x, alpha=0.1), "leaky 2.0": lambda x: relu(x, alpha=2.0)}
-COMPILED = {"linear", "relu", "tanh", "leaky 0.1", "leaky 2.0"}
+COMPILED = {"linear", "relu", "tanh", "sigmoid", "leaky 0.1", "leaky 2.0"}
 
 
 def make(kind, activation, use_bias, dtype, rng):
