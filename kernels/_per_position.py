@@ -58,14 +58,34 @@ def _pieces_of(H, W, kh, kw, sh, sw, padding):
 
 
 def worth_it(x_shape, kernel_shape, strides, padding):
-    """Whether a convolution of these shapes should go by output position (see above)."""
+    """Whether a convolution of these shapes should go by output position (see above).
+
+    Not when its pieces are too small to share between the threads there are: the
+    im2col path then splits its one large product instead, and wins (LeNet conv3 on two
+    threads: 2.0 against 2.4 ms forward and backward).
+    """
     kh, kw = kernel_shape[:2]
     OH, OW, *_ = conv_geometry(x_shape, kh, kw, strides, padding)
     if OH * OW > MAX_POSITIONS:
         return False
-    pieces = _pieces(x_shape, kernel_shape, strides, padding)
-    inside = sum((w1 - w0) for _, rows in pieces for _, w0, w1, _, _ in rows)
-    return 1 - inside / (len(pieces) * kh * kw) >= MIN_PADDING_SHARE
+    positions = _pieces(x_shape, kernel_shape, strides, padding)
+    inside = sum((w1 - w0) for _, rows in positions for _, w0, w1, _, _ in rows)
+    if 1 - inside / (len(positions) * kh * kw) < MIN_PADDING_SHARE:
+        return False
+    return _available_threads() == 1 or _threads_for(x_shape, kernel_shape, positions) > 1
+
+
+def _available_threads():
+    return numba.get_num_threads() if numba else 1
+
+
+def _threads_for(x_shape, kernel_shape, positions):
+    """How many threads share the batch: blocks of at least MIN_BLOCK images, each thread
+    with products of at least MIN_PIECE_FLOPS_PER_THREAD on average."""
+    N, C_in, C_out = x_shape[0], kernel_shape[2], kernel_shape[3]
+    widths = [w1 - w0 for _, rows in positions for _, w0, w1, _, _ in rows]
+    piece_flops = 2 * N * C_in * C_out * sum(widths) / len(widths)
+    return int(max(1, min(_available_threads(), N // MIN_BLOCK, piece_flops // MIN_PIECE_FLOPS_PER_THREAD)))
 
 
 def conv2d_forward(x, kernel, strides, padding):
@@ -126,11 +146,7 @@ def conv2d_backward(dy, x, kernel, strides, padding, need_dx=True):
 def _in_batch_blocks(work, x_shape, kernel_shape, positions):
     """``work(i, lo, hi)`` on blocks of the batch, each on its own thread (with
     single-threaded BLAS); returns the results in block order."""
-    N, C_in, C_out = x_shape[0], kernel_shape[2], kernel_shape[3]
-    pieces = [w1 - w0 for _, rows in positions for _, w0, w1, _, _ in rows]
-    piece_flops = 2 * N * C_in * C_out * sum(pieces) / len(pieces)
-    threads = int(max(1, min(numba.get_num_threads() if numba else 1, N // MIN_BLOCK,
-                             piece_flops // MIN_PIECE_FLOPS_PER_THREAD)))
+    N, threads = x_shape[0], _threads_for(x_shape, kernel_shape, positions)
     edges = [N * t // threads for t in range(threads + 1)]
     results = [None] * threads
 

@@ -355,7 +355,6 @@ def test_conv_by_output_position_matches_naive(x_shape, k_shape, strides, thread
     shape): the naive y, dx, dkernel and dbias, with the batch on one thread or split."""
     import numba
     from kernels import _per_position, numba_kernels
-    assert _per_position.worth_it(x_shape, k_shape, strides, "same")
     monkeypatch.setattr(_per_position, "MIN_BLOCK", 1)
     monkeypatch.setattr(_per_position, "MIN_PIECE_FLOPS_PER_THREAD", 1)
     blocks = []
@@ -368,6 +367,7 @@ def test_conv_by_output_position_matches_naive(x_shape, k_shape, strides, thread
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(threads)
+        assert _per_position.worth_it(x_shape, k_shape, strides, "same")
         y, cache = numba_kernels.conv2d_forward(x, kern, bias, strides, "same")
         got = (y, *numba_kernels.conv2d_backward(dy, cache))
     finally:
@@ -379,11 +379,14 @@ def test_conv_by_output_position_matches_naive(x_shape, k_shape, strides, thread
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
-def test_conv_by_output_position_only_where_padding_dominates():
-    """The notebooks' layers that take the per-position path, and some that must not."""
-    from kernels._per_position import worth_it
-    one = (1, 1)
-    assert worth_it((64, 4, 4, 16), (5, 5, 16, 120), one, "same")           # LeNet conv3
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_by_output_position_only_where_padding_dominates(threads, monkeypatch):
+    """The notebooks' layers that take the per-position path, and some that must not; on
+    two threads LeNet conv3's small products stay with im2col, which splits its product."""
+    from kernels import _per_position
+    monkeypatch.setattr(_per_position, "_available_threads", lambda: threads)
+    worth_it, one = _per_position.worth_it, (1, 1)
+    assert worth_it((64, 4, 4, 16), (5, 5, 16, 120), one, "same") == (threads == 1)   # LeNet conv3
     assert worth_it((64, 4, 4, 96), (5, 5, 96, 256), one, "same")           # AlexNet conv2
     assert worth_it((64, 2, 2, 384), (3, 3, 384, 384), one, "same")         # AlexNet conv4
     assert not worth_it((64, 8, 8, 16), (5, 5, 16, 120), one, "valid")      # no padding
