@@ -116,7 +116,8 @@ EXPERIMENTS = [
     Experiment("alexnet_cifar10", "alexnet_cifar10", "alexnet", 10, 64, 0.6573, 210, runs_flag=False,
                seeds=THREE_SEEDS, note="CIFAR-10 from the JPEG re-encoding; three seeds because test "
                                        "accuracy swings by up to 10 points from one epoch to the next; "
-                                       "BatchNormalization's statistics recomputed: alexnet_cifar10/batchnorm_check.json"),
+                                       "BatchNormalization's statistics recomputed: "
+                                       "alexnet_cifar10/batchnorm_check.json"),
     # the 10-epoch runs take 8-15 minutes on one thread: three seeds, as the rule asks
     Experiment("cifar_mlp_base10", run="base10", epochs=10, notebook=0.26, seconds_per_epoch=45,
                title="3x1000 relu, 10 epochs", **MLP_CIFAR, seeds=THREE_SEEDS),
