@@ -265,13 +265,17 @@ def maxpool_forward_loop(x, ph, pw, sh, sw, pt, pl, y, arg):
 
 @pjit
 def maxpool_backward_loop(dy, arg, dx):
-    """dx (zeroed) += dy at each window's recorded first maximum."""
+    """dx = 0, then += dy at each window's recorded first maximum. Each image is zeroed
+    just before its scatter, by the thread that scatters it, while it is in cache: one
+    pass over dx where np.zeros and then the scatter made two."""
     N = dx.shape[0]
     per_image_in, per_image_out = dx.size // N, dy.size // N
     dxf, dyf, af = dx.ravel(), dy.ravel(), arg.ravel()
     for n in prange(N):
+        image = dxf[n * per_image_in:(n + 1) * per_image_in]
+        image[:] = 0
         for k in range(n * per_image_out, (n + 1) * per_image_out):
-            dxf[n * per_image_in + af[k]] += dyf[k]
+            image[af[k]] += dyf[k]
 
 
 @pjit
