@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from ._gemm import run_chunks, single_threaded_blas
-from ._shapes import conv_geometry
+from ._shapes import conv_geometry, inside_cells
 
 try:
     import numba
@@ -68,10 +68,9 @@ def worth_it(x_shape, kernel_shape, strides, padding):
     OH, OW, *_ = conv_geometry(x_shape, kh, kw, strides, padding)
     if OH * OW > MAX_POSITIONS:
         return False
-    positions = _pieces(x_shape, kernel_shape, strides, padding)
-    inside = sum((w1 - w0) for _, rows in positions for _, w0, w1, _, _ in rows)
-    if 1 - inside / (len(positions) * kh * kw) < MIN_PADDING_SHARE:
+    if 1 - inside_cells(x_shape, kh, kw, strides, padding) / (OH * OW * kh * kw) < MIN_PADDING_SHARE:
         return False
+    positions = _pieces(x_shape, kernel_shape, strides, padding)
     return _available_threads() == 1 or _threads_for(x_shape, kernel_shape, positions) > 1
 
 

@@ -57,6 +57,19 @@ def real_cells(n, k, s, padding):
     return np.minimum(start + k, n) - np.maximum(start, 0)
 
 
+def inside_cells(x_shape, kh, kw, strides, padding):
+    """Window cells inside the image (not padding), summed over every output pixel of one
+    image: the multiply-adds a convolution needs per (input channel, filter). Without
+    padding it is OH·OW·kh·kw.
+
+    Shapes:
+        x_shape: (N, H, W, C).  Returns an int.
+    """
+    _, H, W, _ = x_shape
+    sh, sw = strides
+    return int(real_cells(H, kh, sh, padding).sum() * real_cells(W, kw, sw, padding).sum())
+
+
 def conv_geometry(x_shape, kh, kw, strides, padding):
     """Everything a window loop needs: ``(OH, OW, pad_top, pad_bottom, pad_left, pad_right)``.
 

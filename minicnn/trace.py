@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from kernels import backend
-from kernels._shapes import conv_geometry, real_cells
+from kernels._shapes import conv_geometry, inside_cells
 from .layers import Conv2D, Dense
 from .stats import preserved_training_state
 from .threads import compute_threads
@@ -63,10 +63,8 @@ def forward_flops(layer, n):
     the im2col product.
     """
     if isinstance(layer, Conv2D):
-        (kh, kw), (sh, sw) = layer.kernel_size, layer.strides
-        H, W, C_in = layer.input_shape
-        cells = real_cells(H, kh, sh, layer.padding).sum() * real_cells(W, kw, sw, layer.padding).sum()
-        return int(2 * n * cells * C_in * layer.filters)
+        cells = inside_cells((n, *layer.input_shape), *layer.kernel_size, layer.strides, layer.padding)
+        return 2 * n * cells * layer.input_shape[-1] * layer.filters
     if isinstance(layer, Dense):
         return 2 * n * layer.input_shape[0] * layer.units
     return 0
