@@ -49,6 +49,18 @@ def machine_info():
     return info
 
 
+def gpu_info():
+    """The CUDA device CuPy sees (name, memory, versions), for a ``--device gpu`` run."""
+    from kernels import backend
+    if not backend.gpu_available():
+        return None
+    cupy = backend.cupy
+    properties = cupy.cuda.runtime.getDeviceProperties(0)
+    return {"name": properties["name"].decode(), "memory_gib": properties["totalGlobalMem"] / 2**30,
+            "cupy": cupy.__version__, "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+            "cuda_driver": cupy.cuda.runtime.driverGetVersion()}
+
+
 def _numba_layer(numba):
     try:
         return numba.threading_layer()

@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py                           # default: every model, quick sizes
     python benchmarks/train_speed.py --models lenet,mlp --epochs 3 --threads 2 --full
+    python benchmarks/train_speed.py --device gpu --no-startup  # CuPy against PyTorch on CUDA
     MINICNN_DATA=../shared/data python benchmarks/train_speed.py --limit 6400
 
 For each model the same network is built in minicnn and (when ``import torch`` works) in
@@ -28,6 +29,10 @@ may be shared, so every comparison is a ratio from the same run. Startup
 (``python -c "import minicnn"`` and the first training step in a fresh process with a
 warm Numba cache) is timed separately.
 
+With ``--device gpu`` both train on the GPU: minicnn through CuPy (``model.to("gpu")``),
+the twin through CUDA; each batch is copied from the host as ``fit`` does, and every
+epoch ends with a device synchronise, so its time is the GPU's work, not its queue.
+
 Writes ``--out`` (JSON: machine, settings, startup, per-model results) and a markdown
 table of minicnn/PyTorch ratios next to it (same name, ``.md``), and prints the table.
 """
@@ -52,7 +57,7 @@ for _path in (str(ROOT), str(HERE)):    # _machine/_torch_models, and minicnn fr
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from _machine import machine_info  # noqa: E402
+from _machine import gpu_info, machine_info  # noqa: E402
 from _speed_report import compare, markdown_table, write_plots  # noqa: E402
 from kernels._allocator import keep_freed_memory  # noqa: E402
 
@@ -292,6 +297,7 @@ class MinicnnTrainer:
         self.thread_choices = []
         self.model = compile_minicnn(build_minicnn(job["model"], job["seed"]), job["loss"])
         self.model.set_weights(self.initial)
+        self.model.to(job["device"])
         self.source = BatchSource(self.data["x_train"], self.data["y_train"], job["batch_size"],
                                   self.data["orders"])
         self.rss_before = current_rss_mb()
@@ -303,7 +309,7 @@ class MinicnnTrainer:
         start = time.perf_counter()
         self.model.fit(self.data["x_train"][:warm], self.data["y_train"][:warm], batch_size=bs,
                        epochs=1, verbose=0, shuffle=False)
-        seconds = time.perf_counter() - start
+        seconds = self._synchronized(start)
         self.model.set_weights(self.initial)
         compile_minicnn(self.model, self.job["loss"])
         return seconds
@@ -312,11 +318,18 @@ class MinicnnTrainer:
         """One timed epoch through ``fit`` (the batches come from the shared orders)."""
         start = time.perf_counter()
         history = self.model.fit(self.source, epochs=1, verbose=0)
-        seconds = time.perf_counter() - start
+        seconds = self._synchronized(start)
         self.thread_choices += self.model.thread_chooser.history
         self.losses.append(history.history["loss"][-1])
         self.accuracies.append(history.history["accuracy"][-1])
         return seconds
+
+    def _synchronized(self, start):
+        """Seconds since ``start`` once the GPU (if in use) has finished its queue."""
+        if self.job["device"] == "gpu":
+            from kernels import backend
+            backend.cupy.cuda.Device().synchronize()
+        return time.perf_counter() - start
 
     def _sgemm_peak(self):
         """BLAS's own best on this run's thread count (minicnn's products use single-threaded
@@ -357,6 +370,8 @@ class TorchTrainer:
         torch.manual_seed(job["seed"])
         self.twin = _torch_models.build_twin(job["spec"], channels_last=job["torch_layout"] == "channels_last")
         _torch_models.load_keras_weights(self.twin, initial)
+        self.device = torch.device("cuda" if job["device"] == "gpu" else "cpu")
+        self.twin.to(self.device)
         self.initial_state = {k: v.clone() for k, v in self.twin.state_dict().items()}
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.source = BatchSource(self.data["x_train"], self.data["y_train"], job["batch_size"],
@@ -370,7 +385,16 @@ class TorchTrainer:
 
     def _labels(self, y):
         """Class numbers: CrossEntropyLoss on one-hot rows is the same loss, so take argmax."""
-        return self.torch.from_numpy(y.argmax(1) if y.ndim == 2 else y)
+        return self.torch.from_numpy(y.argmax(1) if y.ndim == 2 else y).to(self.device)
+
+    def _inputs(self, x):
+        return self.torch.from_numpy(x).to(self.device)
+
+    def _synchronized(self, start):
+        """Seconds since ``start`` once CUDA (if in use) has finished its queue."""
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+        return time.perf_counter() - start
 
     def _run(self, batches, optimizer):
         """One pass; per step, the loss and accuracy a Keras-style log line needs, as minicnn's fit."""
@@ -378,7 +402,7 @@ class TorchTrainer:
         for xb, yb in batches:
             labels = self._labels(yb)
             optimizer.zero_grad(set_to_none=True)
-            logits = self.twin(self.torch.from_numpy(xb))
+            logits = self.twin(self._inputs(xb))
             loss = self.loss_fn(logits, labels)
             loss.backward()
             optimizer.step()
@@ -391,7 +415,7 @@ class TorchTrainer:
         start = time.perf_counter()
         self._run(BatchSource(self.data["x_train"], self.data["y_train"], bs, [np.arange(warm)]),
                   self._new_optimizer())
-        seconds = time.perf_counter() - start
+        seconds = self._synchronized(start)
         self.twin.load_state_dict(self.initial_state)
         self.optimizer = self._new_optimizer()
         return seconds
@@ -399,7 +423,7 @@ class TorchTrainer:
     def epoch(self):
         start = time.perf_counter()
         loss_value, accuracy = self._run(self.source, self.optimizer)
-        seconds = time.perf_counter() - start
+        seconds = self._synchronized(start)
         self.losses.append(loss_value)
         self.accuracies.append(accuracy)
         return seconds
@@ -410,7 +434,7 @@ class TorchTrainer:
         correct, total_loss = 0, 0.0
         with torch.no_grad():
             for start in range(0, len(x_test), 256):
-                xb = torch.from_numpy(x_test[start:start + 256])
+                xb = self._inputs(x_test[start:start + 256])
                 labels = self._labels(y_test[start:start + 256])
                 logits = self.twin(xb)
                 total_loss += self.loss_fn(logits, labels).item() * len(xb)
@@ -611,6 +635,8 @@ def parse_args(argv=None):
                              "the ones minicnn's fit sets (kernels/_allocator.py), so both reuse freed "
                              "arrays; 'default' leaves glibc's own, as a plain PyTorch script has them "
                              "(PyTorch's Fashion convnet epoch: 3.04 s against 2.11 s, 2 threads)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="where both train: 'gpu' is minicnn on CuPy and PyTorch on CUDA (default: cpu)")
     parser.add_argument("--no-torch", action="store_true", help="time minicnn only")
     parser.add_argument("--no-startup", action="store_true", help="skip the startup timings")
     parser.add_argument("--no-trace", action="store_true",
@@ -653,7 +679,7 @@ def prepare_model(name, args, workdir):
            "epochs": args.epochs, "batch_size": cfg["batch_size"], "loss": cfg["loss"],
            "threads": args.threads, "warmup_steps": args.warmup_steps, "seed": args.seed,
            "torch_layout": args.torch_layout, "omp_wait_policy": args.omp_wait_policy,
-           "torch_allocator": args.torch_allocator, "trace": not args.no_trace}
+           "torch_allocator": args.torch_allocator, "trace": not args.no_trace, "device": args.device}
     info = {"about": cfg["about"], "data": source, "samples_per_epoch": n, "test_samples": len(x_test),
             "batch_size": cfg["batch_size"], "steps_per_epoch": -(-n // cfg["batch_size"]),
             "loss": cfg["loss"], "params": model.count_params()}
@@ -678,12 +704,16 @@ def main(argv=None):
                            "limit": args.limit, "full": args.full, "warmup_steps": args.warmup_steps,
                            "seed": args.seed, "torch": args.use_torch, "torch_layout": args.torch_layout,
                            "omp_wait_policy": args.omp_wait_policy, "torch_allocator": args.torch_allocator,
-                           "optimizer": "adam lr 1e-3 beta 0.9/0.999 eps 1e-7 (both)", "dtype": "float32",
+                           "device": args.device, "optimizer": "adam lr 1e-3 beta 0.9/0.999 eps 1e-7 (both)", "dtype": "float32",
                            "MINICNN_DATA": os.environ.get("MINICNN_DATA"),
                            "memory_method": MEMORY_METHOD,
                            "timing": "wall time per epoch (perf_counter), training steps only; "
                                      "warm-up batches excluded and reported as warmup_s"},
               "models": {}}
+    if args.device == "gpu":
+        report["machine"]["gpu"] = gpu_info()
+        if report["machine"]["gpu"] is None:
+            sys.exit("--device gpu needs CuPy and a CUDA device; this machine has none")
     if not args.no_startup:
         print("startup timings ...", flush=True)
         report["startup"] = time_startup(args.threads)

@@ -384,9 +384,7 @@ class Sequential(TrainingLoop):
     def to(self, device):
         """Move parameters, state and optimiser slots to "cpu" or "gpu" (needs CuPy)."""
         for layer in self.layers:
-            for store in (layer.params, layer.grads, layer.state):
-                for key in store:
-                    store[key] = backend.to_device(store[key], device)
+            layer.to(device)
         if self.optimizer is not None:
             self.optimizer.to(device)
         self.device = device

@@ -102,3 +102,24 @@ def test_torch_twin_has_the_same_gradients(name):
     grad = first_module.weight.grad.numpy()
     grad = grad.transpose(2, 3, 1, 0) if grad.ndim == 4 else grad.T
     np.testing.assert_allclose(grad, first.grads["kernel"], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.skipif(train_speed.gpu_info() is not None, reason="this machine has a GPU")
+def test_device_gpu_without_one_says_so(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="needs CuPy and a CUDA device"):
+        train_speed.main(["--device", "gpu", "--models", "mlp", "--no-startup",
+                          "--out", str(tmp_path / "speed.json")])
+    assert not (tmp_path / "speed.json").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("framework", ["minicnn", "torch"])
+def test_gpu_run_trains_on_the_gpu(framework, tmp_path, monkeypatch):
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+        if not torch.cuda.is_available():
+            pytest.skip("this PyTorch has no CUDA")
+    job, _ = tiny_job("lenet", tmp_path, monkeypatch, use_torch=framework == "torch")
+    result = train_speed.run_job({**job, "device": "gpu", "framework": framework})
+    losses = result["train_loss" if framework == "minicnn" else "last_batch_loss"]
+    assert len(result["epoch_s"]) == 1 and np.isfinite(losses[0])

@@ -11,7 +11,7 @@
 import numpy as np
 
 import kernels
-from kernels.backend import is_gpu
+from kernels.backend import get_array_module, is_gpu, to_device
 from .. import activations, initializers, regularizers
 
 
@@ -59,6 +59,14 @@ class Layer:
             self.build(x.shape[1:])
         return self.forward(x.astype(self.dtype, copy=False), training=training)
 
+    def to(self, device):
+        """Move parameters, gradients and state to "cpu" (NumPy) or "gpu" (CuPy); the
+        layer then takes inputs of that kind. Returns the layer."""
+        for store in (self.params, self.grads, self.state):
+            for key in store:
+                store[key] = to_device(store[key], device)
+        return self
+
     # -- helpers shared by all layers ---------------------------------------
     def add_param(self, name, shape, initializer):
         self.params[name] = initializers.get(initializer)(shape, self.dtype, self.rng)
@@ -91,7 +99,8 @@ class Layer:
             if value.shape != target.shape:
                 raise ValueError(f"layer {self.name!r}: weight {key!r} has shape {target.shape} "
                                  f"but the value given has shape {value.shape}")
-            target[...] = value   # in place: the optimiser holds this same array
+            # in place (the optimiser holds this same array), copied to the GPU if it lives there
+            target[...] = get_array_module(target).asarray(value)
 
     def get_config(self):
         """Constructor arguments that rebuild this layer (see ``from_config``)."""
