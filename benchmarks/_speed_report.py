@@ -60,7 +60,9 @@ def _fmt(value, spec=".2f", missing="–"):
 def markdown_table(report):
     """Ratio table (minicnn / PyTorch) and the absolute figures behind it."""
     s = report["settings"]
-    lines = [f"Training speed, minicnn vs PyTorch CPU: {s['epochs']} timed epochs, {s['threads']} "
+    where = ("on the GPU: minicnn on CuPy vs PyTorch on CUDA" if s.get("device") == "gpu"
+             else "minicnn vs PyTorch CPU")
+    lines = [f"Training speed, {where}: {s['epochs']} timed epochs, {s['threads']} "
              f"thread(s), OMP_WAIT_POLICY {s.get('omp_wait_policy', 'default')}, PyTorch's glibc "
              f"thresholds for freed memory: {s.get('torch_allocator', 'default')}, float32, adam; best / median "
              f"epoch (ratios < 1: minicnn faster).", "",
@@ -100,7 +102,7 @@ def markdown_table(report):
     lines += ["", "Peak RSS: whole child process (interpreter, libraries, float32 data set, training); "
                   "growth: peak minus RSS before training. Accuracy: test set after the timed epochs "
                   "(random data: chance level). FLOP floor: the epoch's matrix-product FLOPs "
-                  "(forward + backward) at the sgemm peak measured in the same process.",
+                  "(forward + backward) at the sgemm peak measured in the same process (cuBLAS's on a GPU run).",
               f"Command: `{report['command']}`"]
     return "\n".join(lines) + "\n" + profile_tables(report)
 

@@ -246,14 +246,20 @@ def _threads_in_use(minicnn):
                 "numba_threading_layer": _numba_layer()}
 
 
-def sgemm_peak_gflops(size=2048, repeats=5):
-    """Best float32 GFLOP/s of a square matrix product, BLAS at the benchmark's threads."""
-    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+def sgemm_peak_gflops(size=2048, repeats=5, device="cpu"):
+    """Best float32 GFLOP/s of a square matrix product: BLAS at the benchmark's threads, or
+    cuBLAS through CuPy with ``device="gpu"`` (a larger product, to fill the GPU)."""
+    from kernels import backend
+    size = 8192 if device == "gpu" else size
+    a = backend.to_device(np.random.default_rng(0).standard_normal((size, size)).astype(np.float32), device)
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(repeats + 1):            # the first product on a GPU also loads cuBLAS
         start = time.perf_counter()
-        a @ a
+        product = a @ a
+        if device == "gpu":
+            backend.cupy.cuda.Device().synchronize()
         best = min(best, time.perf_counter() - start)
+        del product
     return 2 * size ** 3 / best / 1e9
 
 
@@ -333,7 +339,10 @@ class MinicnnTrainer:
 
     def _sgemm_peak(self):
         """BLAS's own best on this run's thread count (minicnn's products use single-threaded
-        BLAS on as many threads of its own, so this is the ceiling they aim at)."""
+        BLAS on as many threads of its own, so this is the ceiling they aim at); cuBLAS's
+        on a GPU run."""
+        if self.job["device"] == "gpu":
+            return sgemm_peak_gflops(device="gpu")
         from threadpoolctl import threadpool_limits
         with threadpool_limits(limits=self.minicnn.threads.num_threads(), user_api="blas"):
             return sgemm_peak_gflops()
