@@ -434,6 +434,29 @@ def test_direct_input_gradient_matches_naive(x_shape, k_shape, padding, monkeypa
     _close(dk, dk_ref, "dkernel")
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("x_shape, padding, takes_2x2_loop", [
+    ((2, 26, 26, 32), "valid", True), ((3, 7, 9, 5), "valid", True),     # odd: last row unused
+    ((2, 8, 6, 1), "same", True),                                        # even "same": no padding
+    ((2, 7, 6, 3), "same", False), ((1, 4, 5, 33), "same", False),      # padding after: general
+])
+@pytest.mark.parametrize("values", ["random", "ties"])
+def test_maxpool_2x2_loop_matches_naive(x_shape, padding, takes_2x2_loop, values, monkeypatch, rng):
+    """2x2 windows at stride 2 inside the image take a loop of their own: same maxima and the
+    same first-maximum positions (ties included) as the naive loops, and only those shapes."""
+    from kernels import _numba_loops as loops, numba_kernels
+    calls = []
+    special = loops.maxpool_2x2_forward_loop
+    monkeypatch.setattr(loops, "maxpool_2x2_forward_loop", lambda *a: calls.append(1) or special(*a))
+    x = rng.standard_normal(x_shape) if values == "random" else rng.integers(0, 3, x_shape).astype(float)
+    y, cache = numba_kernels.maxpool2d_forward(x, (2, 2), (2, 2), padding)
+    y_ref, cache_ref = naive.maxpool2d_forward(x, (2, 2), (2, 2), padding)
+    assert len(calls) == takes_2x2_loop
+    _close(y, y_ref, "y")
+    dy = rng.standard_normal(y.shape)
+    _close(numba_kernels.maxpool2d_backward(dy, cache), naive.maxpool2d_backward(dy, cache_ref), "dx")
+
+
 def test_budget_from_environment(monkeypatch):
     monkeypatch.setenv("MINICNN_IM2COL_BUDGET_MB", "1.5")
     assert kernels.get_im2col_budget() == int(1.5 * 2**20)
