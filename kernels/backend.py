@@ -50,7 +50,8 @@ def to_device(x, device):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     if not HAVE_CUPY:
         raise ImportError("CuPy is not installed; install the GPU extra with "
-                          "`pip install minicnn[gpu]` (needs an NVIDIA GPU and CUDA 12)")
+                          "`pip install minicnn[gpu]` (cupy-cuda12x, for CUDA 12 drivers) "
+                          "or `pip install cupy-cuda13x` (CUDA 13); both need an NVIDIA GPU")
     if not gpu_available():
         raise RuntimeError("CuPy is installed but no CUDA device is visible "
                            "(check the driver and CUDA_VISIBLE_DEVICES)")
