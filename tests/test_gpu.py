@@ -10,7 +10,7 @@ from test_kernels import POOL_CASES, POOLS, _conv_cases
 import kernels
 from kernels import backend, naive, numpy_kernels
 from minicnn import Sequential, load_model, optimizers, zoo
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Flatten, MaxPooling2D
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 pytestmark = pytest.mark.gpu
 
@@ -85,7 +85,8 @@ def test_every_layer_on_gpu_matches_cpu(make_layer, x_shape, rng):
 def small_convnet(optimizer="adam", seed=0):
     model = Sequential([
         Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
-        BatchNormalization(), MaxPooling2D(), Flatten(), Dense(3, activation="softmax")], seed=seed)
+        BatchNormalization(), MaxPooling2D(), Flatten(), Dropout(0.2),
+        Dense(3, activation="softmax")], seed=seed)
     model.compile(optimizer, "sparse_categorical_crossentropy", ["accuracy"])
     return model
 
@@ -124,6 +125,24 @@ def test_notebook_models_train_the_same_on_gpu(build, input_shape):
         predictions.append(model.predict(x))
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)
     np.testing.assert_allclose(predictions[1], predictions[0], **FLOAT32)
+
+
+def test_gpu_training_matches_cpu_and_comes_back():
+    """Same seed, same data: the GPU run follows the CPU run to float32 rounding; results
+    come back as NumPy arrays, and the model moved back predicts the same."""
+    x, y = toy_data()
+    on_cpu = small_convnet()
+    cpu_history = on_cpu.fit(x, y, batch_size=16, epochs=3, verbose=0).history
+    on_gpu = small_convnet().to("gpu")
+    gpu_history = on_gpu.fit(x, y, batch_size=16, epochs=3, verbose=0).history
+    np.testing.assert_allclose(gpu_history["loss"], cpu_history["loss"], rtol=1e-3)
+    predictions = on_gpu.predict(x)
+    assert isinstance(predictions, np.ndarray)
+    np.testing.assert_allclose(predictions, on_cpu.predict(x), **FLOAT32)
+    assert all(isinstance(w, np.ndarray) for w in on_gpu.get_weights())
+    on_gpu.to("cpu")
+    assert on_gpu.device == "cpu" and not backend.is_gpu(on_gpu.layers[0].params["kernel"])
+    np.testing.assert_allclose(on_gpu.predict(x), predictions, rtol=1e-5, atol=1e-6)
 
 
 def test_a_model_trained_on_gpu_saves_and_loads_on_cpu(tmp_path):
