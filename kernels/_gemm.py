@@ -34,11 +34,13 @@ try:
 except ImportError:
     numba = None
 
-#: A product is split only when each thread gets at least this many FLOPs (about 0.1 ms
-#: of work): below it, handing work to another thread costs more than it saves (the
-#: Fashion MLP's epoch, 64x784x128 products, took 1.10 s split on two threads and 0.65 s
-#: on one; LeNet's 4096x150x16 conv product, 20 MFLOP, gained from splitting).
-MIN_FLOPS_PER_THREAD = 8_000_000
+#: A product is split only when each thread gets at least this many FLOPs (about 0.05 ms
+#: of work): below it, handing work to another thread costs more than it saves. Measured
+#: on two threads: LeNet conv1's (36864, 25) x (25, 6) product, 11 MFLOP, 0.45 ms whole
+#: and 0.28 ms as two row blocks; LeNet's 4096x150x16 conv product, 20 MFLOP, gained too.
+#: (The Fashion MLP's 64x784x128 products lost, 1.10 s against 0.65 s per epoch, when
+#: cut into narrow column blocks: MIN_COLUMNS_PER_THREAD below keeps them whole.)
+MIN_FLOPS_PER_THREAD = 4_000_000
 #: ... and only into blocks of at least this many columns when cut by columns: BLAS is
 #: slow on thin blocks (a 64x3000x84 product, a dense layer of LeNet's size: 0.39 ms
 #: whole, 0.45 ms as two 42-column halves on two threads; its weight gradient 0.39
