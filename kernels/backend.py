@@ -44,8 +44,14 @@ def to_numpy(x):
 
 def to_device(x, device):
     """Move ``x`` to ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy)."""
+    check_device(device)
+    return to_numpy(x) if device == "cpu" else cupy.asarray(x)
+
+
+def check_device(device):
+    """Raise, saying what is missing, unless ``device`` is "cpu" or a usable "gpu"."""
     if device == "cpu":
-        return to_numpy(x)
+        return
     if device != "gpu":
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     if not HAVE_CUPY:
@@ -55,4 +61,3 @@ def to_device(x, device):
     if not gpu_available():
         raise RuntimeError("CuPy is installed but no CUDA device is visible "
                            "(check the driver and CUDA_VISIBLE_DEVICES)")
-    return cupy.asarray(x)

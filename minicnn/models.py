@@ -75,6 +75,7 @@ class Sequential(TrainingLoop):
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape)
+                layer.to(self.device)   # a model moved to the GPU builds its new layers there
             elif layer.input_shape != shape:
                 raise ValueError(f"layer {layer.name!r} was built for input shape {layer.input_shape} "
                                  f"but now receives {shape}")

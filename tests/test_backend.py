@@ -33,6 +33,17 @@ def test_asking_for_the_gpu_without_one_says_what_to_install():
     model.fit(*toy_data(), epochs=1, verbose=0)
 
 
+@pytest.mark.skipif(backend.gpu_available(), reason="this machine has a GPU")
+def test_a_model_not_yet_built_is_refused_the_gpu_at_once():
+    """No weights to move yet: the missing GPU is still reported by ``to``, not at the first batch."""
+    model = Sequential([Conv2D(4, 3), Flatten(), Dense(3)])
+    with pytest.raises((ImportError, RuntimeError), match="minicnn\\[gpu\\]|CUDA device"):
+        model.to("gpu")
+    assert model.device == "cpu" and all(layer.device == "cpu" for layer in model.layers)
+    with pytest.raises(ValueError, match="'cpu' or 'gpu'"):
+        Dense(3).to("cuda")
+
+
 def test_importing_minicnn_does_not_import_cupy():
     code = "import sys, minicnn, kernels; print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -145,6 +145,19 @@ def test_gpu_training_matches_cpu_and_comes_back():
     np.testing.assert_allclose(on_gpu.predict(x), predictions, rtol=1e-5, atol=1e-6)
 
 
+def test_models_and_layers_moved_before_they_are_built_build_on_the_gpu():
+    x, y = toy_data()
+    model = Sequential([Conv2D(4, 3, activation="relu"), Flatten(), Dense(3, activation="softmax")],
+                       seed=0).to("gpu")                           # no input shape: built by fit
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert all(backend.is_gpu(w) for layer in model.layers for w in (*layer.params.values(),
+                                                                      *layer.grads.values()))
+    layer = Dense(3).to("gpu")
+    out = layer(gpu(x.reshape(len(x), -1)))                        # built by its first call
+    assert backend.is_gpu(out) and backend.is_gpu(layer.params["kernel"])
+
+
 def test_a_model_trained_on_gpu_saves_and_loads_on_cpu(tmp_path):
     x, y = toy_data()
     model = small_convnet().to("gpu")

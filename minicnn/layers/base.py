@@ -11,7 +11,7 @@
 import numpy as np
 
 import kernels
-from kernels.backend import get_array_module, is_gpu, to_device
+from kernels.backend import check_device, get_array_module, is_gpu, to_device
 from .. import activations, initializers, regularizers
 
 
@@ -32,6 +32,7 @@ class Layer:
         self.needs_input_grad = True
         # The model hands every layer its generator, so one seed drives everything.
         self.rng = np.random.default_rng()
+        self.device = "cpu"     # where the arrays live; ``to`` changes it, built or not
 
     # -- the protocol -------------------------------------------------------
     def build(self, input_shape):
@@ -57,14 +58,18 @@ class Layer:
         x = x if is_gpu(x) else np.asarray(x)
         if not self.built:
             self.build(x.shape[1:])
+            self.to(self.device)        # built after a move to the GPU: its weights go there too
         return self.forward(x.astype(self.dtype, copy=False), training=training)
 
     def to(self, device):
         """Move parameters, gradients and state to "cpu" (NumPy) or "gpu" (CuPy); the
-        layer then takes inputs of that kind. Returns the layer."""
+        layer then takes inputs of that kind (a layer not yet built builds there). Returns
+        the layer."""
+        check_device(device)            # refused here, not at the first batch, when there is no GPU
         for store in (self.params, self.grads, self.state):
             for key in store:
                 store[key] = to_device(store[key], device)
+        self.device = device
         return self
 
     # -- helpers shared by all layers ---------------------------------------
