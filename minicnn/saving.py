@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.backend import to_numpy
+from kernels.backend import to_device, to_numpy
 from .optimizers import Optimizer, from_config
 
 CONFIG_KEY = "__model_config__"
@@ -236,7 +236,9 @@ def set_optimizer_state(optimizer, model, path, spec, slots):
             wanted = params[index].shape if 0 <= index < len(params) else "no such parameter"
             raise SavedFileError(f"{path}: optimizer slot {slot!r} of parameter {index} has shape "
                                  f"{value.shape}; the parameter's is {wanted}")
-    optimizer.set_state(spec["state"], {key: value.astype(model.dtype) for key, value in slots.items()})
+    # on the model's device: a run resumed on the GPU (BackupAndRestore) updates GPU weights
+    optimizer.set_state(spec["state"], {key: to_device(value.astype(model.dtype), model.device)
+                                        for key, value in slots.items()})
 
 
 def restore_optimizer(model, path, spec, slots):

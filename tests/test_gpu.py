@@ -158,6 +158,27 @@ def test_models_and_layers_moved_before_they_are_built_build_on_the_gpu():
     assert backend.is_gpu(out) and backend.is_gpu(layer.params["kernel"])
 
 
+def test_a_run_resumed_on_the_gpu_continues_as_on_the_cpu(tmp_path):
+    """BackupAndRestore into a GPU model: the saved optimiser slots go to the GPU too, and the
+    resumed run follows the same run resumed on the CPU."""
+    from minicnn.callbacks import BackupAndRestore
+    x, y = toy_data()
+    first = small_convnet().fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[
+        BackupAndRestore(tmp_path / "backup", delete_checkpoint=False)]).history["loss"]
+    histories = []
+    for device in ("cpu", "gpu"):
+        backup = tmp_path / f"backup_{device}"
+        backup.mkdir()
+        for file in (tmp_path / "backup").iterdir():
+            (backup / file.name).write_bytes(file.read_bytes())
+        model = small_convnet().to(device)
+        histories.append(model.fit(x, y, batch_size=16, epochs=3, verbose=0,
+                                   callbacks=[BackupAndRestore(backup)]).history["loss"])
+    assert all(backend.is_gpu(slot) for slot in model.optimizer.slots.values())
+    assert len(histories[0]) == 3 and histories[0][0] == first[0]     # epoch 1 came from the backup
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-3)
+
+
 def test_a_model_trained_on_gpu_saves_and_loads_on_cpu(tmp_path):
     x, y = toy_data()
     model = small_convnet().to("gpu")
