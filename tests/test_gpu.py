@@ -4,12 +4,12 @@ or a CUDA device is missing (tests/conftest.py); ``pytest -m gpu`` runs only the
 """
 import numpy as np
 import pytest
-from test_gradients import LAYER_CASES, distinct_values
+from test_gradients import LAYER_CASES, LOSS_CASES, distinct_values, loss_inputs
 from test_kernels import POOL_CASES, POOLS, _conv_cases
 
 import kernels
 from kernels import backend, naive, numpy_kernels
-from minicnn import Sequential, load_model, optimizers, zoo
+from minicnn import Sequential, load_model, losses, optimizers, zoo
 from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 pytestmark = pytest.mark.gpu
@@ -80,6 +80,15 @@ def test_every_layer_on_gpu_matches_cpu(make_layer, x_shape, rng):
     for name, grad in on_cpu.grads.items():
         np.testing.assert_allclose(cpu(on_gpu.grads[name]), grad, err_msg=name, **FLOAT64)
     np.testing.assert_allclose(cpu(on_gpu.forward(gpu(x))), on_cpu.forward(x), **FLOAT64)
+
+
+@pytest.mark.parametrize("name", LOSS_CASES)
+def test_every_loss_on_gpu_matches_cpu(name, rng):
+    loss = losses.get(name)
+    y_true, y_pred = loss_inputs(name, rng)
+    assert loss.value(gpu(y_true), gpu(y_pred)) == pytest.approx(loss.value(y_true, y_pred), rel=1e-12)
+    np.testing.assert_allclose(cpu(loss.gradient(gpu(y_true), gpu(y_pred))),
+                               loss.gradient(y_true, y_pred), **FLOAT64)
 
 
 def small_convnet(optimizer="adam", seed=0):
