@@ -246,12 +246,13 @@ def _threads_in_use(minicnn):
                 "numba_threading_layer": _numba_layer()}
 
 
-def sgemm_peak_gflops(size=2048, repeats=5, device="cpu"):
+def sgemm_peak_gflops(size=None, repeats=5, device="cpu"):
     """Best float32 GFLOP/s of a square matrix product: BLAS at the benchmark's threads, or
-    cuBLAS through CuPy with ``device="gpu"`` (a larger product, to fill the GPU)."""
+    cuBLAS through CuPy with ``device="gpu"``. ``size`` defaults to 2048, 8192 on a GPU
+    (a larger product, to fill it)."""
     from kernels import backend
+    size = size or (8192 if device == "gpu" else 2048)
     if device == "gpu":     # made on the GPU: a host copy would swell the peak memory reported
-        size = 8192
         a = backend.cupy.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
     else:
         a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)

@@ -10,12 +10,13 @@ from minicnn import Sequential
 from minicnn.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D)
 
 
-def small_convnet(seed=0):
+def small_convnet(optimizer="adam", seed=0):
+    """A little of everything the GPU path must carry: conv, BatchNorm, pooling, Dropout."""
     model = Sequential([
         Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
         BatchNormalization(), MaxPooling2D(), Flatten(), Dropout(0.2),
         Dense(3, activation="softmax")], seed=seed)
-    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.compile(optimizer, "sparse_categorical_crossentropy", ["accuracy"])
     return model
 
 

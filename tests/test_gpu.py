@@ -4,13 +4,14 @@ or a CUDA device is missing (tests/conftest.py); ``pytest -m gpu`` runs only the
 """
 import numpy as np
 import pytest
+from test_backend import small_convnet, toy_data
 from test_gradients import LAYER_CASES, LOSS_CASES, distinct_values, loss_inputs
 from test_kernels import POOL_CASES, POOLS, _conv_cases
 
 import kernels
 from kernels import backend, naive, numpy_kernels
 from minicnn import Sequential, load_model, losses, optimizers, zoo
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from minicnn.layers import Conv2D, Dense, Flatten
 
 pytestmark = pytest.mark.gpu
 
@@ -89,20 +90,6 @@ def test_every_loss_on_gpu_matches_cpu(name, rng):
     assert loss.value(gpu(y_true), gpu(y_pred)) == pytest.approx(loss.value(y_true, y_pred), rel=1e-12)
     np.testing.assert_allclose(cpu(loss.gradient(gpu(y_true), gpu(y_pred))),
                                loss.gradient(y_true, y_pred), **FLOAT64)
-
-
-def small_convnet(optimizer="adam", seed=0):
-    model = Sequential([
-        Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
-        BatchNormalization(), MaxPooling2D(), Flatten(), Dropout(0.2),
-        Dense(3, activation="softmax")], seed=seed)
-    model.compile(optimizer, "sparse_categorical_crossentropy", ["accuracy"])
-    return model
-
-
-def toy_data(n=48):
-    rng = np.random.default_rng(0)
-    return rng.random((n, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, n)
 
 
 @pytest.mark.parametrize("optimizer", sorted(optimizers._BY_NAME))
