@@ -13,6 +13,9 @@ Numba first starts its thread pool. So the first kernel call or
 ``minicnn.threads.set_num_threads`` (whichever comes first; never ``import``) sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy, and does so only if Numba's
 pool has not started yet. This is the one place minicnn touches the environment.
+
+``available_cores`` counts the cores this process may run on: the default thread count,
+and the number the convolution's batch chunks are shared out evenly between.
 """
 import os
 
@@ -32,3 +35,11 @@ def settle_wait_policy():
     if getattr(parallel, "_is_initialized", False):
         return       # the pool already runs: the policy can no longer change
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # macOS and Windows have no affinity call
+        return os.cpu_count() or 1

@@ -30,6 +30,7 @@ from . import _numba_loops as loops, _per_position as per_position
 from ._budget import get_im2col_budget, images_per_chunk, note_col
 from ._gemm import run_chunks, single_threaded_blas
 from ._shapes import conv_geometry, real_cells
+from ._threading import available_cores
 from . import numpy_kernels
 from .numpy_kernels import gemm_conv_backward, gemm_conv_forward
 
@@ -141,7 +142,25 @@ def _chunks(x_shape, kernel_shape, strides, padding, itemsize):
     step = min(images_per_chunk(N, OH * OW, kh * kw * C_in, itemsize, buffers=2), fits_cache)
     threads = max(1, min(numba.get_num_threads(), get_im2col_budget() // (2 * step * per_image)))
     note_col(threads * 2 * step * per_image)
-    return [(lo, min(lo + step, N)) for lo in range(0, N, step)], threads
+    return _even_chunks(N, step), threads
+
+
+def _even_chunks(N, step):
+    """``[(start, stop), ...]``: the batch of ``N`` images in chunks of at most ``step``,
+    as many chunks as a multiple of the cores this process may use (when there are more
+    than one), their sizes differing by one image at most. Threads take chunks in turn,
+    so 9 chunks on 2 threads would leave one thread a chunk to do alone at the end (5
+    against 4). The cores, not the threads of this call, so that the chunks, and the
+    order of the weight gradient's sums, stay the same at any thread count. Measured, 2
+    threads, batch 128, forward + backward, best of four alternating runs, twice: Fashion
+    conv2, 9 chunks of 15 images -> 10 of 13, 11.9 -> 11.5 and 12.5 -> 11.9 ms; model
+    2's conv2, 15 chunks of 9 -> 16 of 8, within the noise (18.4 -> 18.1, 18.6 -> 18.8)."""
+    chunks = -(-N // step)
+    if chunks > 1:
+        cores = available_cores()
+        chunks = min(N, -(-chunks // cores) * cores)
+    edges = [N * i // chunks for i in range(chunks + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def conv2d_forward(x, kernel, bias, strides, padding):

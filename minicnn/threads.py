@@ -25,7 +25,7 @@ import time
 
 from kernels._allocator import keep_freed_memory
 from kernels._gemm import single_threaded_blas
-from kernels._threading import settle_wait_policy
+from kernels._threading import available_cores, settle_wait_policy
 
 try:
     import numba
@@ -55,14 +55,6 @@ def _positive_count(value, where):
         raise ValueError(f"{where} must be a whole number of threads >= 1, got {value!r}; "
                          f"this process may use {available_cores()} core(s)")
     return int(text)
-
-
-def available_cores():
-    """The cores this process may run on (its CPU affinity), else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:          # macOS and Windows have no affinity call
-        return os.cpu_count() or 1
 
 
 def cpu_model():

@@ -341,6 +341,28 @@ def test_numba_conv_chunks_on_two_threads_give_one_threads_result(need_dx, monke
         if got is not None:
             _close(got, expected, "chunked conv")
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("cores", [1, 2, 3, 8])
+def test_numba_conv_chunks_share_out_evenly_between_the_cores(cores, monkeypatch):
+    """Fashion conv2's batch of 128 (15 images fill a 2 MiB chunk): as many chunks as a
+    multiple of the cores, differing by one image at most, the same at any thread count."""
+    import numba
+    from kernels import numba_kernels
+    monkeypatch.setattr(numba_kernels, "available_cores", lambda: cores)
+    seen, before = [], numba.get_num_threads()
+    try:
+        for threads in {1, min(2, numba.config.NUMBA_NUM_THREADS)}:
+            numba.set_num_threads(threads)
+            seen.append(numba_kernels._chunks((128, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid", 4)[0])
+    finally:
+        numba.set_num_threads(before)
+    chunks = seen[0]
+    assert all(other == chunks for other in seen)
+    sizes = [hi - lo for lo, hi in chunks]
+    assert chunks[0][0] == 0 and chunks[-1][1] == 128 and all(
+        a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    assert len(chunks) % cores == 0 and max(sizes) <= 15 and max(sizes) - min(sizes) <= 1
+
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("x_shape, k_shape, strides", [
