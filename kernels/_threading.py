@@ -15,7 +15,7 @@ Numba first starts its thread pool. So the first kernel call or
 pool has not started yet. This is the one place minicnn touches the environment.
 
 ``available_cores`` counts the cores this process may run on: the default thread count,
-and the number the convolution's batch chunks are shared out evenly between.
+and the number ``even_chunks`` shares a convolution's batch chunks out between.
 """
 import os
 
@@ -43,3 +43,21 @@ def available_cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:          # macOS and Windows have no affinity call
         return os.cpu_count() or 1
+
+
+def even_chunks(N, step):
+    """``[(start, stop), ...]``: the batch of ``N`` images in chunks of at most ``step``,
+    as many chunks as a multiple of the cores this process may use (when there are more
+    than one), their sizes differing by one image at most. Threads take chunks in turn,
+    so 9 chunks on 2 threads would leave one thread a chunk to do alone at the end (5
+    against 4). The cores, not the threads of this call, so that the chunks, and the
+    order of the weight gradient's sums, stay the same at any thread count. Measured, 2
+    threads, batch 128, forward + backward, best of four alternating runs, twice: Fashion
+    conv2, 9 chunks of 15 images -> 10 of 13, 11.9 -> 11.5 and 12.5 -> 11.9 ms; model
+    2's conv2, 15 chunks of 9 -> 16 of 8, within the noise (18.4 -> 18.1, 18.6 -> 18.8)."""
+    chunks = -(-N // step)
+    if chunks > 1:
+        cores = available_cores()
+        chunks = min(N, -(-chunks // cores) * cores)
+    edges = [N * i // chunks for i in range(chunks + 1)]
+    return list(zip(edges[:-1], edges[1:]))

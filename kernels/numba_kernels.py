@@ -26,11 +26,11 @@ import functools
 import numba
 import numpy as np
 
-from . import _numba_loops as loops, _per_position as per_position
+from . import _numba_loops as loops, _per_position as per_position, _winograd as winograd
 from ._budget import get_im2col_budget, images_per_chunk, note_col
 from ._gemm import run_chunks, single_threaded_blas
 from ._shapes import conv_geometry, real_cells
-from ._threading import available_cores
+from ._threading import even_chunks
 from . import numpy_kernels
 from .numpy_kernels import gemm_conv_backward, gemm_conv_forward
 
@@ -142,25 +142,7 @@ def _chunks(x_shape, kernel_shape, strides, padding, itemsize):
     step = min(images_per_chunk(N, OH * OW, kh * kw * C_in, itemsize, buffers=2), fits_cache)
     threads = max(1, min(numba.get_num_threads(), get_im2col_budget() // (2 * step * per_image)))
     note_col(threads * 2 * step * per_image)
-    return _even_chunks(N, step), threads
-
-
-def _even_chunks(N, step):
-    """``[(start, stop), ...]``: the batch of ``N`` images in chunks of at most ``step``,
-    as many chunks as a multiple of the cores this process may use (when there are more
-    than one), their sizes differing by one image at most. Threads take chunks in turn,
-    so 9 chunks on 2 threads would leave one thread a chunk to do alone at the end (5
-    against 4). The cores, not the threads of this call, so that the chunks, and the
-    order of the weight gradient's sums, stay the same at any thread count. Measured, 2
-    threads, batch 128, forward + backward, best of four alternating runs, twice: Fashion
-    conv2, 9 chunks of 15 images -> 10 of 13, 11.9 -> 11.5 and 12.5 -> 11.9 ms; model
-    2's conv2, 15 chunks of 9 -> 16 of 8, within the noise (18.4 -> 18.1, 18.6 -> 18.8)."""
-    chunks = -(-N // step)
-    if chunks > 1:
-        cores = available_cores()
-        chunks = min(N, -(-chunks // cores) * cores)
-    edges = [N * i // chunks for i in range(chunks + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+    return even_chunks(N, step), threads
 
 
 def conv2d_forward(x, kernel, bias, strides, padding):
@@ -178,6 +160,8 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     kernel = kernel.astype(x.dtype, copy=False)
     if per_position.worth_it(x.shape, kernel.shape, strides, padding):
         y, col = per_position.conv2d_forward(x, kernel, strides, padding), None
+    elif winograd.worth_it(x.shape, kernel.shape, strides, padding):
+        y, col = winograd.conv2d_forward(x, kernel, padding), None
     else:
         chunks, threads = _chunks(x.shape, kernel.shape, strides, padding, x.dtype.itemsize)
         if len(chunks) == 1:
@@ -235,6 +219,9 @@ def conv2d_backward(dy, cache, need_dx=True):
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     if per_position.worth_it(x.shape, kernel.shape, strides, padding):
         dx, dw = per_position.conv2d_backward(dy, x, kernel, strides, padding, need_dx)
+        return dx, dw, numpy_kernels.bias_gradient(dy) if has_bias else None
+    if winograd.worth_it(x.shape, kernel.shape, strides, padding):
+        dx, dw = winograd.conv2d_backward(dy, x, kernel, padding, need_dx)
         return dx, dw, numpy_kernels.bias_gradient(dy) if has_bias else None
     if not (need_dx and _direct_input_grad(x.shape, kernel.shape, strides)):
         return _backward_by_products(dy, cache, need_dx)

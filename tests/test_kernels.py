@@ -347,8 +347,8 @@ def test_numba_conv_chunks_share_out_evenly_between_the_cores(cores, monkeypatch
     """Fashion conv2's batch of 128 (15 images fill a 2 MiB chunk): as many chunks as a
     multiple of the cores, differing by one image at most, the same at any thread count."""
     import numba
-    from kernels import numba_kernels
-    monkeypatch.setattr(numba_kernels, "available_cores", lambda: cores)
+    from kernels import _threading, numba_kernels
+    monkeypatch.setattr(_threading, "available_cores", lambda: cores)
     seen, before = [], numba.get_num_threads()
     try:
         for threads in {1, min(2, numba.config.NUMBA_NUM_THREADS)}:
@@ -414,6 +414,81 @@ def test_conv_by_output_position_only_where_padding_dominates(threads, monkeypat
     assert not worth_it((64, 8, 8, 16), (5, 5, 16, 120), one, "valid")      # no padding
     assert not worth_it((128, 28, 28, 1), (3, 3, 1, 32), one, "same")       # many positions
     assert not worth_it((64, 32, 32, 3), (11, 11, 3, 96), (4, 4), "same")   # AlexNet conv1: 64
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("x_shape, C_out, padding", [
+    ((3, 13, 13, 32), 64, "valid"),      # Fashion conv2's geometry: 11x11 out of 6x6 tiles
+    ((2, 14, 14, 32), 16, "same"),       # model 2's conv2: 7x7 tiles exactly
+    ((3, 9, 10, 16), 24, "same"),        # odd height, even width
+    ((2, 6, 9, 17), 16, "valid"),        # odd channel count, 4x7 out
+    ((5, 4, 4, 16), 16, "same"),         # one 2x2 tile in each corner
+])
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_winograd_conv_matches_naive(x_shape, C_out, padding, need_dx, threads, monkeypatch, rng):
+    """3x3 convolutions at stride 1 with many channels go through Winograd's F(2x2, 3x3)
+    (numba_kernels picks it by shape): the naive y, dx, dkernel and dbias in float64,
+    in blocks of one or two images, on one thread or two."""
+    import numba
+    from kernels import _winograd, numba_kernels
+    monkeypatch.setattr(_winograd, "BLOCK_BYTES", 1)          # one image per block
+    k_shape = (3, 3, x_shape[3], C_out)
+    assert _winograd.worth_it(x_shape, k_shape, (1, 1), padding)
+    x, kern, bias = rng.standard_normal(x_shape), rng.standard_normal(k_shape), rng.standard_normal(C_out)
+    y_ref, cache_ref = naive.conv2d_forward(x, kern, bias, (1, 1), padding)
+    dy = rng.standard_normal(y_ref.shape)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(threads)
+        y, cache = numba_kernels.conv2d_forward(x, kern, bias, (1, 1), padding)
+        got = (y, *numba_kernels.conv2d_backward(dy, cache, need_dx))
+    finally:
+        numba.set_num_threads(before)
+    for name, value, want in zip(("y", "dx", "dkernel", "dbias"), got,
+                                 (y_ref, *naive.conv2d_backward(dy, cache_ref))):
+        if name == "dx" and not need_dx:
+            assert value is None
+        else:
+            _close(value, want, name)
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_winograd_in_float32_and_at_any_thread_count(monkeypatch, rng):
+    """float32: within float32 rounding of the float64 naive result (the transforms add
+    and subtract before multiplying); and bit for bit the same on one thread and two."""
+    import numba
+    from kernels import _winograd
+    monkeypatch.setattr(_winograd, "BLOCK_BYTES", 1)
+    x = rng.standard_normal((6, 13, 13, 32))
+    kern = rng.standard_normal((3, 3, 32, 64)) / 17
+    y_ref, cache_ref = naive.conv2d_forward(x, kern, None, (1, 1), "valid")
+    dy = rng.standard_normal(y_ref.shape)
+    want = (y_ref, *naive.conv2d_backward(dy, cache_ref)[:2])
+    x32, kern32, dy32 = (a.astype(np.float32) for a in (x, kern, dy))
+    results, before = [], numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            results.append((_winograd.conv2d_forward(x32, kern32, "valid"),
+                            *_winograd.conv2d_backward(dy32, x32, kern32, "valid")))
+    finally:
+        numba.set_num_threads(before)
+    for one, two, expected in zip(*results, want):
+        assert one.dtype == np.float32
+        np.testing.assert_array_equal(one, two)
+        np.testing.assert_allclose(one, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
+def test_winograd_only_for_the_shapes_it_speeds_up():
+    from kernels._winograd import worth_it
+    one = (1, 1)
+    assert worth_it((128, 13, 13, 32), (3, 3, 32, 64), one, "valid")       # Fashion conv2
+    assert worth_it((128, 14, 14, 32), (3, 3, 32, 64), one, "same")        # model 2's conv2
+    assert not worth_it((128, 7, 7, 64), (3, 3, 64, 128), one, "valid")    # 5x5 out: 36 computed
+    assert not worth_it((128, 28, 28, 1), (3, 3, 1, 32), one, "valid")     # one input channel
+    assert not worth_it((64, 12, 12, 6), (5, 5, 6, 16), one, "valid")      # 5x5 window
+    assert not worth_it((64, 16, 16, 32), (3, 3, 32, 64), (2, 2), "same")  # stride 2
 
 
 @pytest.mark.parametrize("impl", sorted(kernels.IMPLS))
