@@ -31,10 +31,9 @@ last place of the largest values (tests compare both against the naive loops).
 
 Used for 3x3 kernels at stride 1 with at least MIN_CHANNELS channels in and out
 (``worth_it``). Measured, forward + backward, batch 128, float32, 2-core AMD EPYC, in
-alternating runs against the im2col path: Fashion conv2 (13x13x32 -> 64, valid) 17.8-20.0
-ms against 22.1-23.3 on one thread, 10.6 against 12.0-12.8 on two; model 2's conv2
-(14x14x32 -> 64, same) 24.3-27.1 against 35.4-37.9 on one, 14.0-14.5 against 18.7-20.2
-on two. The transforms take about a third of that time, the 16 products the rest (at
+alternating runs against the im2col path: Fashion conv2 (13x13x32 -> 64, valid) 17.7-17.9
+ms against 22.7-23.8 on one thread; model 2's conv2 (14x14x32 -> 64, same) 23.9-28.0
+against 36.7 on one. The transforms take about a third of that time, the 16 products the rest (at
 90-110 GFLOP/s on one core, about BLAS's peak for these shapes).
 """
 import numba
@@ -99,7 +98,8 @@ def conv2d_backward(dy, x, kernel, padding, need_dx=True):
     C_in = x.shape[3]
     _, _, pt, _, pl, _ = conv_geometry(x.shape, 3, 3, (1, 1), padding)
     TH, TW = -(-OH // 2), -(-OW // 2)
-    U_T = transformed_kernel(kernel).transpose(0, 2, 1) if need_dx else None
+    # contiguous: BLAS ran the products 1.6x slower with the transposed view
+    U_T = np.ascontiguousarray(transformed_kernel(kernel).transpose(0, 2, 1)) if need_dx else None
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     per_image = TH * TW * 16 * (2 * C_in + C_out) * x.dtype.itemsize
     blocks = _blocks(N, per_image)
