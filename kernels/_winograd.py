@@ -15,26 +15,23 @@ block by block, on a few images at a time, so that the transformed tiles are sti
 CPU's cache when the products read them. (Lavin and Gray, "Fast Algorithms for
 Convolutional Neural Networks", 2016, derive the matrices.)
 
-The two gradients are Winograd convolutions too:
-
-* the input gradient of a stride-1 convolution is the convolution of dy with the kernel
-  turned by 180 degrees, its input and output channels swapped, and ``2 - pad`` zeros
-  around dy: the same forward code;
-* the kernel gradient follows by running the forward formula backwards: with
-  ``Z = A dy_block A^T`` (each 2x2 block of dy taken into the 4x4 space), the transformed
-  kernel's gradient is ``sum over tiles of V^T Z`` (16 products again) and the kernel's
-  is ``G^T dU G``.
+The gradients run the same formula backwards (``conv2d_backward``), block by block:
+each 2x2 block g of dy goes into the 4x4 space as ``Z = A g A^T``; there the transformed
+kernel's gradient is the sum over tiles of ``V^T Z`` and the transformed tiles' is
+``Z U^T`` (16 products each); ``G^T (.) G`` brings the first back to a 3x3 kernel, and
+``B (.) B^T`` the second back to 4x4 patches of the input, added up where they overlap.
 
 Sums come out in another order than the direct way, and the transforms add and subtract
-neighbouring inputs first: float32 results differ from im2col's by a few units in the
-last place of the largest values (tests compare both against the naive loops).
+neighbouring inputs before multiplying: float32 results differ from im2col's by rounding
+(the tests hold them within 2e-5 of the largest value of the float64 naive result).
 
 Used for 3x3 kernels at stride 1 with at least MIN_CHANNELS channels in and out
 (``worth_it``). Measured, forward + backward, batch 128, float32, 2-core AMD EPYC, in
-alternating runs against the im2col path: Fashion conv2 (13x13x32 -> 64, valid) 17.7-17.9
-ms against 22.7-23.8 on one thread; model 2's conv2 (14x14x32 -> 64, same) 23.9-28.0
-against 36.7 on one. The transforms take about a third of that time, the 16 products the rest (at
-90-110 GFLOP/s on one core, about BLAS's peak for these shapes).
+alternating runs against the im2col path: Fashion conv2 (13x13x32 -> 64, valid)
+14.9-15.1 ms against 22.4-22.7 on one thread, 8.4-10.2 against 12.1-12.4 on two; model 2's
+conv2 (14x14x32 -> 64, same) 20.2 against 36.2-36.7 on one, 11.1-11.7 against 19.0-20.5
+on two. The 16 products run at 90-110 GFLOP/s on one core (about BLAS's peak for these
+shapes); the transforms take about a quarter of the time.
 """
 import numba
 import numpy as np
@@ -54,13 +51,14 @@ A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
 #: Fewer channels than this on either side, and the 16 products are too thin for BLAS.
 MIN_CHANNELS = 16
 #: The 2x2 tiles cover an output of odd size and a bit more; the outputs beyond it are
-#: computed and dropped. Above this share of extra outputs, im2col is as fast: model 2's
-#: conv3 (5x5 outputs, 6x6 computed, 1.44) took 16.1 ms forward + backward against
-#: im2col's 16.5 (one thread, batch 128); Fashion conv2 (11x11 in 12x12, 1.19) gains.
-MAX_COVER = 1.25
+#: computed and dropped. At most this many outputs computed per output kept: model 2's
+#: conv3 (5x5 outputs, 6x6 computed: 1.44) still gains, 13.9 against im2col's 16.7 ms
+#: forward + backward on one thread, 8.3 against 9.3 on two (batch 128).
+MAX_COVER = 1.5
 #: A block's transformed tiles take about this many bytes, so that they are still in
-#: the core's cache when the products read them. Measured, one thread, Fashion conv2
-#: forward + backward: 0.5 MiB 22.3 ms, 1 MiB 19.9, 2 MiB 18.0, 4 MiB 23.6.
+#: the core's cache when the products read them. Measured, one thread, forward +
+#: backward: Fashion conv2 1 MiB 16.3 ms, 2 MiB 15.7-16.1, 4 MiB 16.8-18.0; model 2's
+#: conv2 23.0-24.1, 21.0-21.6, 24.0.
 BLOCK_BYTES = 2 << 20
 
 
@@ -76,20 +74,31 @@ def worth_it(x_shape, kernel_shape, strides, padding):
 
 
 def conv2d_forward(x, kernel, padding):
-    """y = x * kernel (stride 1, no bias).
+    """y = x * kernel (stride 1, no bias), block by block of images.
 
     Shapes:
         x: (N, H, W, C_in).  kernel: (3, 3, C_in, C_out).  Returns y: (N, OH, OW, C_out).
     """
+    N, C_in, C_out = x.shape[0], kernel.shape[2], kernel.shape[3]
     OH, OW, pt, _, pl, _ = conv_geometry(x.shape, 3, 3, (1, 1), padding)
-    return _convolve(x, kernel, pt, pl, OH, OW)
+    TH, TW = -(-OH // 2), -(-OW // 2)
+    U = transformed_kernel(kernel)
+    y = np.empty((N, OH, OW, C_out), dtype=x.dtype)
+
+    def block(_, lo, hi):
+        V_buffer, V = _tile_matrices((hi - lo) * TH * TW, C_in, x.dtype)
+        input_tiles_loop(x[lo:hi], pt, pl, TH, TW, V_buffer)
+        M = np.empty((V.shape[1], 16, C_out), dtype=x.dtype)
+        np.matmul(V, U, out=M.transpose(1, 0, 2))
+        output_tiles_loop(M, TH, TW, y[lo:hi])
+    per_image = TH * TW * 16 * (C_in + C_out) * x.dtype.itemsize
+    _in_blocks(block, _blocks(N, per_image), per_image)
+    return y
 
 
 def conv2d_backward(dy, x, kernel, padding, need_dx=True):
-    """(dx or None, dkernel) of conv2d_forward: the forward formula run backwards, block by
-    block of images. Z = A g A^T takes each 2x2 block g of dy into the 4x4 space; there
-    the kernel's gradient is dU = sum over tiles of V^T Z and the tiles' is Z U^T, which
-    ``B (.) B^T`` takes back to 4x4 patches of the input, added up where they overlap.
+    """(dx or None, dkernel) of conv2d_forward: its formula run backwards, block by block
+    of images (see the module's docstring).
 
     Shapes:
         dy: (N, OH, OW, C_out).  x: (N, H, W, C_in).  kernel: (3, 3, C_in, C_out).
@@ -131,25 +140,6 @@ def transformed_kernel(kernel):
     return U.reshape(16, *kernel.shape[2:])
 
 
-def _convolve(x, kernel, pt, pl, OH, OW):
-    """y[n, oh, ow] = sum over the 3x3 window at (oh - pt, ow - pl) of x (zeros outside)
-    times kernel, block by block of images; OH, OW: the output's size."""
-    N, C_in, C_out = x.shape[0], kernel.shape[2], kernel.shape[3]
-    TH, TW = -(-OH // 2), -(-OW // 2)
-    U = transformed_kernel(kernel)
-    y = np.empty((N, OH, OW, C_out), dtype=x.dtype)
-
-    def block(_, lo, hi):
-        V_buffer, V = _tile_matrices((hi - lo) * TH * TW, C_in, x.dtype)
-        input_tiles_loop(x[lo:hi], pt, pl, TH, TW, V_buffer)
-        M = np.empty((V.shape[1], 16, C_out), dtype=x.dtype)
-        np.matmul(V, U, out=M.transpose(1, 0, 2))
-        output_tiles_loop(M, TH, TW, y[lo:hi])
-    per_image = TH * TW * 16 * (C_in + C_out) * x.dtype.itemsize
-    _in_blocks(block, _blocks(N, per_image), per_image)
-    return y
-
-
 def _blocks(N, bytes_per_image):
     """Blocks of images, each about BLOCK_BYTES of transformed tiles (less when the im2col
     budget, which these buffers share, is smaller), evenly shared out by the cores."""
@@ -177,48 +167,52 @@ def _tile_matrices(rows, cols, dtype):
     return buffer, buffer[:, :rows * cols].reshape(16, rows, cols)
 
 
+# The loops below combine whole channel vectors at a time, each combination one short
+# loop with a single output (_set and _add): written out value by value, with sixteen
+# outputs per loop, Numba could not vectorise them, and they ran 1.7x slower.
+
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+def _set(out, a, b, c, sa, sb, sc):
+    """out = sa*a + sb*b + sc*c, elementwise (each s is 1, -1 or 0: exact)."""
+    for i in range(out.shape[0]):
+        out[i] = sa * a[i] + sb * b[i] + sc * c[i]
+
+
+@njit(cache=CACHE, nogil=True, error_model="numpy", inline="always")
+def _add(out, a, b, c, sa, sb, sc):
+    """out += sa*a + sb*b + sc*c, elementwise."""
+    for i in range(out.shape[0]):
+        out[i] += sa * a[i] + sb * b[i] + sc * c[i]
+
+
 @njit(cache=CACHE, nogil=True, error_model="numpy")
 def input_tiles_loop(x, pt, pl, TH, TW, V):
-    """V[:, t*C + c] = B^T d B, d the 4x4 patch of image n at rows 2*th - pt ..., columns
-    2*tw - pl ... (zeros outside the image), tile t = (n*TH + th)*TW + tw.
+    """V[:, t*C:(t+1)*C] = B^T d B, d the 4x4 patch of image n at rows 2*th - pt ...,
+    columns 2*tw - pl ... (zeros outside the image), tile t = (n*TH + th)*TW + tw.
 
     Shapes: x: (N, H, W, C).  V: (16, >= N*TH*TW*C), entry 4*r + q = row r, column q.
     """
     N, H, W, C = x.shape
+    one, zero = x.dtype.type(1), x.dtype.type(0)
     padded = np.zeros((2 * TH + 2, 2 * TW + 2, C), dtype=x.dtype)   # the borders stay zero
+    e = np.empty((4, 4, C), dtype=x.dtype)
     rows, cols = min(H, 2 * TH + 2 - pt), min(W, 2 * TW + 2 - pl)
     for n in range(N):
         padded[pt:pt + rows, pl:pl + cols] = x[n, :rows, :cols]
         for th in range(TH):
             for tw in range(TW):
-                top, left, tc = 2 * th, 2 * tw, ((n * TH + th) * TW + tw) * C
-                for c in range(C):
-                    # B^T d: combine the patch's rows ...
-                    e00 = padded[top + 0, left + 0, c] - padded[top + 2, left + 0, c]
-                    e01 = padded[top + 0, left + 1, c] - padded[top + 2, left + 1, c]
-                    e02 = padded[top + 0, left + 2, c] - padded[top + 2, left + 2, c]
-                    e03 = padded[top + 0, left + 3, c] - padded[top + 2, left + 3, c]
-                    e10 = padded[top + 1, left + 0, c] + padded[top + 2, left + 0, c]
-                    e11 = padded[top + 1, left + 1, c] + padded[top + 2, left + 1, c]
-                    e12 = padded[top + 1, left + 2, c] + padded[top + 2, left + 2, c]
-                    e13 = padded[top + 1, left + 3, c] + padded[top + 2, left + 3, c]
-                    e20 = padded[top + 2, left + 0, c] - padded[top + 1, left + 0, c]
-                    e21 = padded[top + 2, left + 1, c] - padded[top + 1, left + 1, c]
-                    e22 = padded[top + 2, left + 2, c] - padded[top + 1, left + 2, c]
-                    e23 = padded[top + 2, left + 3, c] - padded[top + 1, left + 3, c]
-                    e30 = padded[top + 1, left + 0, c] - padded[top + 3, left + 0, c]
-                    e31 = padded[top + 1, left + 1, c] - padded[top + 3, left + 1, c]
-                    e32 = padded[top + 1, left + 2, c] - padded[top + 3, left + 2, c]
-                    e33 = padded[top + 1, left + 3, c] - padded[top + 3, left + 3, c]
-                    # ... then (B^T d) B: the same combination of its columns
-                    V[0, tc + c], V[1, tc + c] = e00 - e02, e01 + e02
-                    V[2, tc + c], V[3, tc + c] = e02 - e01, e01 - e03
-                    V[4, tc + c], V[5, tc + c] = e10 - e12, e11 + e12
-                    V[6, tc + c], V[7, tc + c] = e12 - e11, e11 - e13
-                    V[8, tc + c], V[9, tc + c] = e20 - e22, e21 + e22
-                    V[10, tc + c], V[11, tc + c] = e22 - e21, e21 - e23
-                    V[12, tc + c], V[13, tc + c] = e30 - e32, e31 + e32
-                    V[14, tc + c], V[15, tc + c] = e32 - e31, e31 - e33
+                d = padded[2 * th:2 * th + 4, 2 * tw:2 * tw + 4]
+                t = ((n * TH + th) * TW + tw) * C
+                for q in range(4):      # e = B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
+                    _set(e[0, q], d[0, q], d[2, q], d[2, q], one, -one, zero)
+                    _set(e[1, q], d[1, q], d[2, q], d[2, q], one, one, zero)
+                    _set(e[2, q], d[2, q], d[1, q], d[1, q], one, -one, zero)
+                    _set(e[3, q], d[1, q], d[3, q], d[3, q], one, -one, zero)
+                for r in range(4):      # e B: the same combination of e's columns
+                    _set(V[4 * r, t:t + C], e[r, 0], e[r, 2], e[r, 2], one, -one, zero)
+                    _set(V[4 * r + 1, t:t + C], e[r, 1], e[r, 2], e[r, 2], one, one, zero)
+                    _set(V[4 * r + 2, t:t + C], e[r, 2], e[r, 1], e[r, 1], one, -one, zero)
+                    _set(V[4 * r + 3, t:t + C], e[r, 1], e[r, 3], e[r, 3], one, -one, zero)
 
 
 @njit(cache=CACHE, nogil=True, error_model="numpy")
@@ -229,70 +223,65 @@ def output_tiles_loop(M, TH, TW, y):
     Shapes: M: (N*TH*TW, 16, C_out), tile t = (n*TH + th)*TW + tw.  y: (N, OH, OW, C_out).
     """
     N, OH, OW, C = y.shape
+    one = y.dtype.type(1)
+    a = np.empty((2, 4, C), dtype=y.dtype)
     for n in range(N):
         for th in range(TH):
             for tw in range(TW):
                 m = M[(n * TH + th) * TW + tw]
                 i, j = 2 * th, 2 * tw
-                for c in range(C):
-                    # A^T m: rows 0+1+2 and 1-2-3 of m ...
-                    a0 = m[0, c] + m[4, c] + m[8, c]
-                    a1 = m[1, c] + m[5, c] + m[9, c]
-                    a2 = m[2, c] + m[6, c] + m[10, c]
-                    a3 = m[3, c] + m[7, c] + m[11, c]
-                    b0 = m[4, c] - m[8, c] - m[12, c]
-                    b1 = m[5, c] - m[9, c] - m[13, c]
-                    b2 = m[6, c] - m[10, c] - m[14, c]
-                    b3 = m[7, c] - m[11, c] - m[15, c]
-                    # ... then the same combination of the columns
-                    y[n, i, j, c] = a0 + a1 + a2
+                for q in range(4):      # a = A^T m: rows m0 + m1 + m2 and m1 - m2 - m3
+                    _set(a[0, q], m[q], m[4 + q], m[8 + q], one, one, one)
+                    _set(a[1, q], m[4 + q], m[8 + q], m[12 + q], one, -one, -one)
+                for r in range(min(2, OH - i)):     # a A: the same of a's columns
+                    _set(y[n, i + r, j], a[r, 0], a[r, 1], a[r, 2], one, one, one)
                     if j + 1 < OW:
-                        y[n, i, j + 1, c] = a1 - a2 - a3
-                    if i + 1 < OH:
-                        y[n, i + 1, j, c] = b0 + b1 + b2
-                        if j + 1 < OW:
-                            y[n, i + 1, j + 1, c] = b1 - b2 - b3
+                        _set(y[n, i + r, j + 1], a[r, 1], a[r, 2], a[r, 3], one, -one, -one)
 
 
 @njit(cache=CACHE, nogil=True, error_model="numpy")
 def gradient_tiles_loop(dy, TH, TW, Z):
-    """Z[:, t*C + c] = A g A^T, g the 2x2 block (th, tw) of dy's image n (zeros beyond its
-    edge): the output transform run backwards.
+    """Z[:, t*C:(t+1)*C] = A g A^T, g the 2x2 block (th, tw) of dy's image n (zeros beyond
+    its edge): the output transform run backwards.
 
     Shapes: dy: (N, OH, OW, C).  Z: (16, >= N*TH*TW*C), tile t = (n*TH + th)*TW + tw.
     """
     N, OH, OW, C = dy.shape
-    zero = dy.dtype.type(0)
+    one, zero = dy.dtype.type(1), dy.dtype.type(0)
+    g = np.empty((2, 2, C), dtype=dy.dtype)     # a block, zeros where it passes dy's edge
+    h = np.empty((4, 2, C), dtype=dy.dtype)
     for n in range(N):
         for th in range(TH):
             for tw in range(TW):
-                i, j, tc = 2 * th, 2 * tw, ((n * TH + th) * TW + tw) * C
-                right, below = j + 1 < OW, i + 1 < OH
-                for c in range(C):
-                    g00 = dy[n, i, j, c]
-                    g01 = dy[n, i, j + 1, c] if right else zero
-                    g10 = dy[n, i + 1, j, c] if below else zero
-                    g11 = dy[n, i + 1, j + 1, c] if right and below else zero
-                    # A g: rows g0, g0 + g1, g0 - g1, -g1 ...
-                    h = ((g00, g01), (g00 + g10, g01 + g11), (g00 - g10, g01 - g11), (-g10, -g11))
-                    for r in range(4):
-                        # ... and the same of each row's two columns
-                        Z[4 * r, tc + c] = h[r][0]
-                        Z[4 * r + 1, tc + c] = h[r][0] + h[r][1]
-                        Z[4 * r + 2, tc + c] = h[r][0] - h[r][1]
-                        Z[4 * r + 3, tc + c] = -h[r][1]
+                i, j, t = 2 * th, 2 * tw, ((n * TH + th) * TW + tw) * C
+                rows, cols = min(2, OH - i), min(2, OW - j)
+                if rows < 2 or cols < 2:
+                    g[...] = 0
+                g[:rows, :cols] = dy[n, i:i + rows, j:j + cols]
+                for q in range(2):      # h = A g: rows g0, g0 + g1, g0 - g1, -g1
+                    _set(h[0, q], g[0, q], g[1, q], g[1, q], one, zero, zero)
+                    _set(h[1, q], g[0, q], g[1, q], g[1, q], one, one, zero)
+                    _set(h[2, q], g[0, q], g[1, q], g[1, q], one, -one, zero)
+                    _set(h[3, q], g[0, q], g[1, q], g[1, q], zero, -one, zero)
+                for r in range(4):      # h A^T: the same of h's two columns
+                    _set(Z[4 * r, t:t + C], h[r, 0], h[r, 1], h[r, 1], one, zero, zero)
+                    _set(Z[4 * r + 1, t:t + C], h[r, 0], h[r, 1], h[r, 1], one, one, zero)
+                    _set(Z[4 * r + 2, t:t + C], h[r, 0], h[r, 1], h[r, 1], one, -one, zero)
+                    _set(Z[4 * r + 3, t:t + C], h[r, 0], h[r, 1], h[r, 1], zero, -one, zero)
 
 
 @njit(cache=CACHE, nogil=True, error_model="numpy")
 def input_gradient_loop(dV, pt, pl, TH, TW, dx):
-    """dx = the sum over tiles of B dv B^T, dv = dV[t] as a 4x4 patch, added in at the
+    """dx = the sum over tiles of B v B^T, v = dV[t] as a 4x4 patch, added in at the
     patch's place (the input transform run backwards; neighbouring patches overlap by two
     rows or columns). The part of a patch in the padding is dropped.
 
     Shapes: dV: (N*TH*TW, 16, C), tile t = (n*TH + th)*TW + tw.  dx: (N, H, W, C).
     """
     N, H, W, C = dx.shape
+    one, zero = dx.dtype.type(1), dx.dtype.type(0)
     padded = np.empty((2 * TH + 2, 2 * TW + 2, C), dtype=dx.dtype)
+    w = np.empty((4, 4, C), dtype=dx.dtype)
     rows, cols = min(H, 2 * TH + 2 - pt), min(W, 2 * TW + 2 - pl)
     dx[:, rows:] = 0                  # never in a window (not with 3x3 at stride 1)
     dx[:, :, cols:] = 0
@@ -301,34 +290,15 @@ def input_gradient_loop(dV, pt, pl, TH, TW, dx):
         for th in range(TH):
             for tw in range(TW):
                 v = dV[(n * TH + th) * TW + tw]
-                top, left = 2 * th, 2 * tw
-                for c in range(C):
-                    # B v: combine the rows of the 4x4 v (v0, v1 - v2 + v3, v1 + v2 - v0, -v3) ...
-                    w00, w01, w02, w03 = v[0, c], v[1, c], v[2, c], v[3, c]
-                    w10 = v[4, c] - v[8, c] + v[12, c]
-                    w11 = v[5, c] - v[9, c] + v[13, c]
-                    w12 = v[6, c] - v[10, c] + v[14, c]
-                    w13 = v[7, c] - v[11, c] + v[15, c]
-                    w20 = v[4, c] + v[8, c] - v[0, c]
-                    w21 = v[5, c] + v[9, c] - v[1, c]
-                    w22 = v[6, c] + v[10, c] - v[2, c]
-                    w23 = v[7, c] + v[11, c] - v[3, c]
-                    w30, w31, w32, w33 = -v[12, c], -v[13, c], -v[14, c], -v[15, c]
-                    # ... then the same combination of the columns, added into the patch
-                    padded[top + 0, left + 0, c] += w00
-                    padded[top + 0, left + 1, c] += w01 - w02 + w03
-                    padded[top + 0, left + 2, c] += w01 + w02 - w00
-                    padded[top + 0, left + 3, c] -= w03
-                    padded[top + 1, left + 0, c] += w10
-                    padded[top + 1, left + 1, c] += w11 - w12 + w13
-                    padded[top + 1, left + 2, c] += w11 + w12 - w10
-                    padded[top + 1, left + 3, c] -= w13
-                    padded[top + 2, left + 0, c] += w20
-                    padded[top + 2, left + 1, c] += w21 - w22 + w23
-                    padded[top + 2, left + 2, c] += w21 + w22 - w20
-                    padded[top + 2, left + 3, c] -= w23
-                    padded[top + 3, left + 0, c] += w30
-                    padded[top + 3, left + 1, c] += w31 - w32 + w33
-                    padded[top + 3, left + 2, c] += w31 + w32 - w30
-                    padded[top + 3, left + 3, c] -= w33
+                p = padded[2 * th:2 * th + 4, 2 * tw:2 * tw + 4]
+                for q in range(4):      # w = B v: rows v0, v1 - v2 + v3, v1 + v2 - v0, -v3
+                    _set(w[0, q], v[q], v[q], v[q], one, zero, zero)
+                    _set(w[1, q], v[4 + q], v[8 + q], v[12 + q], one, -one, one)
+                    _set(w[2, q], v[4 + q], v[8 + q], v[q], one, one, -one)
+                    _set(w[3, q], v[12 + q], v[12 + q], v[12 + q], -one, zero, zero)
+                for r in range(4):      # w B^T, the same of w's columns, added into the patch
+                    _add(p[r, 0], w[r, 0], w[r, 0], w[r, 0], one, zero, zero)
+                    _add(p[r, 1], w[r, 1], w[r, 2], w[r, 3], one, -one, one)
+                    _add(p[r, 2], w[r, 1], w[r, 2], w[r, 0], one, one, -one)
+                    _add(p[r, 3], w[r, 3], w[r, 3], w[r, 3], -one, zero, zero)
         dx[n, :rows, :cols] = padded[pt:pt + rows, pl:pl + cols]

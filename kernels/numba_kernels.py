@@ -148,7 +148,8 @@ def _chunks(x_shape, kernel_shape, strides, padding, itemsize):
 def conv2d_forward(x, kernel, bias, strides, padding):
     """Convolution: compiled im2col + BLAS; a batch whose col matrix is large goes in
     chunks (``CHUNK_BYTES``), shared between the threads; small images with much
-    padding go one output position at a time (``kernels._per_position``).
+    padding go one output position at a time (``kernels._per_position``); 3x3 kernels
+    at stride 1 with many channels through Winograd's F(2x2, 3x3) (``kernels._winograd``).
 
     Shapes:
         x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).  bias: (C_out,) or None.
@@ -207,8 +208,8 @@ def _direct_input_grad(x_shape, kernel_shape, strides):
 
 def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of conv2d_forward: BLAS products plus the compiled col2im, chunk by chunk
-    when the forward pass went in chunks, or by output position as it did; dx of a thin
-    one-channel convolution directly.
+    when the forward pass went in chunks, or by output position or through Winograd as
+    it did; dx of a thin one-channel convolution directly.
     ``need_dx=False`` skips the input gradient: dx is None.
 
     Shapes:

@@ -485,7 +485,8 @@ def test_winograd_only_for_the_shapes_it_speeds_up():
     one = (1, 1)
     assert worth_it((128, 13, 13, 32), (3, 3, 32, 64), one, "valid")       # Fashion conv2
     assert worth_it((128, 14, 14, 32), (3, 3, 32, 64), one, "same")        # model 2's conv2
-    assert not worth_it((128, 7, 7, 64), (3, 3, 64, 128), one, "valid")    # 5x5 out: 36 computed
+    assert worth_it((128, 7, 7, 64), (3, 3, 64, 128), one, "valid")        # model 2's conv3: 36 for 25
+    assert not worth_it((128, 5, 5, 64), (3, 3, 64, 128), one, "valid")    # 3x3 out: 16 computed
     assert not worth_it((128, 28, 28, 1), (3, 3, 1, 32), one, "valid")     # one input channel
     assert not worth_it((64, 12, 12, 6), (5, 5, 6, 16), one, "valid")      # 5x5 window
     assert not worth_it((64, 16, 16, 32), (3, 3, 32, 64), (2, 2), "same")  # stride 2
