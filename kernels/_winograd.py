@@ -127,7 +127,7 @@ def conv2d_backward(dy, x, kernel, padding, need_dx=True):
             input_gradient_loop(dV, pt, pl, TH, TW, dx[lo:hi])
     _in_blocks(block, blocks, per_image)
     dU = dU.sum(axis=0).reshape(4, 4, C_in, C_out)      # in block order at any thread count
-    return dx, np.einsum("ai,abcf,bj->ijcf", G, dU, G, optimize=True).astype(x.dtype)
+    return dx, _sandwich(G.T, dU).astype(x.dtype)
 
 
 def transformed_kernel(kernel):
@@ -135,9 +135,19 @@ def transformed_kernel(kernel):
 
     Shapes: kernel: (3, 3, C_in, C_out).  Returns U: (16, C_in, C_out).
     """
-    U = np.einsum("ai,ijcf,bj->abcf", G.astype(kernel.dtype), kernel, G.astype(kernel.dtype),
-                  optimize=True)
-    return U.reshape(16, *kernel.shape[2:])
+    return _sandwich(G.astype(kernel.dtype), kernel).reshape(16, *kernel.shape[2:])
+
+
+def _sandwich(L, g):
+    """L g L^T for each channel pair: out[a, b, c, f] = sum over i, j of L[a, i] g[i, j, c, f] L[b, j].
+
+    Two tensordots (one BLAS product each): np.einsum with optimize=True found the same
+    order but spent 0.15 ms searching for it on every call, 1 ms of a 2-thread
+    Fashion-MNIST training step.
+    Shapes: L: (m, k).  g: (k, k, C, F).  Returns (m, m, C, F).
+    """
+    rows_done = np.tensordot(L, g, axes=(1, 0))                # (a, j, c, f)
+    return np.tensordot(L, rows_done, axes=(1, 1)).transpose(1, 0, 2, 3)
 
 
 def _blocks(N, bytes_per_image):
