@@ -17,7 +17,7 @@ The notebook does not say where the extra BatchNormalization / Dropout(.1) layer
 (here: after each conv, and after each pooling layer), nor how long the +BN and
 optimiser runs trained (here: 60 and 15 epochs, like the runs they are compared with).
 
-    python examples/fashion_convnets.py --runs keras15     # one run; every run is hours on 2 cores
+    python examples/fashion_convnets.py --runs keras15     # one run: minutes (15 epochs) to an hour (model 2, 120)
     python examples/fashion_convnets.py --quick
 
 Writes metrics.json, comparison.png (all runs), optimizers.png and misclassified.png.
