@@ -480,6 +480,35 @@ def test_winograd_in_float32_and_at_any_thread_count(monkeypatch, rng):
         np.testing.assert_allclose(one, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
 
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_winograd_loops_apply_the_documented_matrices(rng):
+    """Each compiled transform on one 4x4 patch (one 2x2 output block), against the
+    matrices in kernels._winograd written as products: B^T d B, A^T m A, and the two
+    run backwards, A g A^T and B v B^T; and the identity they make up (a 3x3 correlation)."""
+    from kernels import _winograd as w
+    C = 3
+    d = rng.standard_normal((1, 4, 4, C))
+    V_buffer, V = w._tile_matrices(1, C, d.dtype)
+    w.input_tiles_loop(d, 0, 0, 1, 1, V_buffer)
+    np.testing.assert_allclose(V[:, 0].reshape(4, 4, C), np.einsum("ai,ijc,bj->abc", w.B_T, d[0], w.B_T), **TIGHT)
+    m = rng.standard_normal((1, 16, C))
+    y = np.empty((1, 2, 2, C))
+    w.output_tiles_loop(m, 1, 1, y)
+    np.testing.assert_allclose(y[0], np.einsum("ai,ijc,bj->abc", w.A_T, m[0].reshape(4, 4, C), w.A_T), **TIGHT)
+    g = rng.standard_normal((1, 2, 2, C))
+    Z_buffer, Z = w._tile_matrices(1, C, g.dtype)
+    w.gradient_tiles_loop(g, 1, 1, Z_buffer)
+    np.testing.assert_allclose(Z[:, 0].reshape(4, 4, C), np.einsum("ia,ijc,jb->abc", w.A_T, g[0], w.A_T), **TIGHT)
+    dx = np.empty((1, 4, 4, C))
+    w.input_gradient_loop(m, 0, 0, 1, 1, dx)
+    np.testing.assert_allclose(dx[0], np.einsum("ia,ijc,jb->abc", w.B_T, m[0].reshape(4, 4, C), w.B_T), **TIGHT)
+    kernel = rng.standard_normal((3, 3, C, 1))
+    U = w.transformed_kernel(kernel)[:, :, 0].reshape(4, 4, C)
+    winograd = np.einsum("ai,ijc,bj->ab", w.A_T, U * V[:, 0].reshape(4, 4, C), w.A_T)
+    direct = [[np.sum(d[0, r:r + 3, q:q + 3] * kernel[..., 0]) for q in range(2)] for r in range(2)]
+    np.testing.assert_allclose(winograd, direct, **TIGHT)
+
+
 def test_winograd_only_for_the_shapes_it_speeds_up():
     from kernels._winograd import worth_it
     one = (1, 1)
