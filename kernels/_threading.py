@@ -51,10 +51,11 @@ def even_chunks(N, step):
     than one), their sizes differing by one image at most. Threads take chunks in turn,
     so 9 chunks on 2 threads would leave one thread a chunk to do alone at the end (5
     against 4). The cores, not the threads of this call, so that the chunks, and the
-    order of the weight gradient's sums, stay the same at any thread count. Measured, 2
-    threads, batch 128, forward + backward, best of four alternating runs, twice: Fashion
-    conv2, 9 chunks of 15 images -> 10 of 13, 11.9 -> 11.5 and 12.5 -> 11.9 ms; model
-    2's conv2, 15 chunks of 9 -> 16 of 8, within the noise (18.4 -> 18.1, 18.6 -> 18.8)."""
+    order of the weight gradient's sums, stay the same at any thread count. Measured on
+    the im2col path (before these layers went through Winograd), 2 threads, batch 128,
+    forward + backward, best of four alternating runs, twice: Fashion conv2, 9 chunks of
+    15 images -> 10 of 13, 11.9 -> 11.5 and 12.5 -> 11.9 ms; model 2's conv2, 15 chunks of
+    9 -> 16 of 8, within the noise (18.4 -> 18.1, 18.6 -> 18.8)."""
     chunks = -(-N // step)
     if chunks > 1:
         cores = available_cores()
