@@ -9,8 +9,10 @@ took 0.54 ms against im2col + BLAS's 1.37 ms (batch 64, 1 thread, AMD EPYC), but
 weight gradient 1.46 ms against 0.46 ms for one product with the col matrix the forward
 pass kept, so a training step lost (2.00 vs 1.83 ms); with 12 or more filters, or 3x3
 windows, the direct forward lost too (Fashion conv1: 3.7 vs 1.4 ms). So the forward
-pass and the weight gradient always take the im2col path. The input gradient of a
-one-channel convolution with few filters is the exception (``conv2d_backward``): there
+pass and the weight gradient of a one-channel convolution take the im2col path (a third
+try, on 30 Nov, gave LeNet conv1's forward 0.48 against 0.75 ms, but the backward pass
+then has to build the col matrix, 0.27 ms: no gain). The input gradient of a one-channel
+convolution with few filters is the exception (``conv2d_backward``): there
 the same kind of loop is 4x faster than a thin product and col2im. Training never needs
 it (such a layer comes first), but a saliency map or a gradient check does.
 
