@@ -22,7 +22,7 @@ def accuracy(y_true, y_pred):
         correct = y_true.argmax(axis=-1) == y_pred.argmax(axis=-1)
     else:
         correct = y_true.reshape(-1) == y_pred.argmax(axis=-1)
-    return float(xp.mean(correct))
+    return int(xp.count_nonzero(correct)) / correct.size   # the mean, without np.mean's overhead
 
 
 _BY_NAME = {"accuracy": accuracy, "acc": accuracy}

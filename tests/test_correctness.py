@@ -211,3 +211,20 @@ def test_compiled_batchnorm_equals_the_numpy_definition(shape, dtype, tolerance,
     for name, got, want in zip(("mean", "var", "y", "dx", "dgamma", "dbeta"), compiled, run()):
         assert got.dtype == want.dtype == np.dtype(dtype), name
         np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * np.abs(want).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("label_shape", ["(N,)", "(N, 1) floats"])
+def test_sparse_crossentropy_shortcuts_equal_the_one_hot_definition(dtype, label_shape, rng):
+    # value and logits_gradient index the true class instead of building one-hot rows
+    p = rng.dirichlet(np.ones(7), size=33).astype(dtype)
+    p[0] = np.eye(7, dtype=dtype)[2]            # a certain answer: clipped, not log(0)
+    labels = rng.integers(0, 7, 33)
+    labels[0] = 5                               # ... and wrong
+    sparse_labels = labels if label_shape == "(N,)" else labels[:, None].astype(np.float64)
+    one_hot = np.eye(7, dtype=dtype)[labels]
+    sparse, dense = losses.SparseCategoricalCrossentropy(), losses.CategoricalCrossentropy()
+    assert sparse.value(sparse_labels, p) == pytest.approx(dense.value(one_hot, p), rel=1e-6)
+    gradient = sparse.logits_gradient(sparse_labels, p)
+    assert gradient.dtype == dtype
+    np.testing.assert_array_equal(gradient, dense.logits_gradient(one_hot, p))   # the same numbers
