@@ -46,11 +46,6 @@ MIN_FLOPS_PER_THREAD = 4_000_000
 #: whole, 0.45 ms as two 42-column halves on two threads; its weight gradient 0.39
 #: against 1.22 ms).
 MIN_COLUMNS_PER_THREAD = 128
-#: A sum over rows (matmul_tn) is not split when one of its other two sides is shorter
-#: than this: it is bound by memory, and two threads ran it slower than one (Fashion
-#: conv1's weight gradient, 86528 rows, 9x32: 1.58 ms on one thread, 2.32 ms on two).
-THIN_SIDE = 16
-
 _blas = None        # threadpoolctl's handle on the BLAS library, made on first use
 _pools = {}         # thread count -> ThreadPoolExecutor, kept for the process's life
 _inside = threading.local()     # .depth: how many single_threaded_blas blocks this thread is in
@@ -149,6 +144,20 @@ def matmul(a, b, out=None):
     return out
 
 
+def row_block_sum(a, b):
+    """``a.T @ b`` through ``np.dot``, which lets other Python threads run meanwhile.
+
+    ``a.T @ b`` (np.matmul) kept the GIL when the result is thin (NumPy 2.4: Fashion
+    conv1's (86528, 9)^T x (86528, 32) weight gradient, LeNet conv1's 25 x 6), so the
+    blocks of a split sum ran one after the other and two threads lost to one (measured
+    1.58 against 2.32 ms, which once made these sums stay whole). np.dot calls the same
+    BLAS product, with the same numbers, and releases the GIL in all the shapes tried.
+
+    Shapes: a: (M, K).  b: (M, N).  Returns (K, N).
+    """
+    return np.dot(a.T, b)
+
+
 def matmul_tn(a, b, out=None):
     """``a.T @ b`` (written into ``out`` when given), a sum over the rows of both: with more
     rows than columns (a convolution's pixels) each thread sums its own block of rows and
@@ -165,8 +174,7 @@ def matmul_tn(a, b, out=None):
         out = np.empty((K, N), dtype=np.result_type(a, b))
     with single_threaded_blas():
         if M >= N:
-            blocks = _blocks(M, 2 * M * K * N) if min(K, N) >= THIN_SIDE else [(0, M)]
-            partial_sums = _run(lambda lo, hi: a[lo:hi].T @ b[lo:hi], blocks)
+            partial_sums = _run(lambda lo, hi: row_block_sum(a[lo:hi], b[lo:hi]), _blocks(M, 2 * M * K * N))
             out[...] = partial_sums[0]
             for part in partial_sums[1:]:
                 out += part

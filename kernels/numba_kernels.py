@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _numba_loops as loops, _per_position as per_position, _winograd as winograd
 from ._budget import get_im2col_budget, images_per_chunk, note_col
-from ._gemm import run_chunks, single_threaded_blas
+from ._gemm import row_block_sum, run_chunks, single_threaded_blas
 from ._shapes import conv_geometry, real_cells
 from ._threading import even_chunks
 from . import numpy_kernels
@@ -249,7 +249,7 @@ def _backward_by_products(dy, cache, need_dx):
     def backward_chunk(i, lo, hi):
         chunk_col = im2col(x[lo:hi], kh, kw, strides, padding)
         g = dy[lo:hi].reshape(-1, C_out)
-        dw_parts[i] = chunk_col.T @ g
+        dw_parts[i] = row_block_sum(chunk_col, g)
         if need_dx:
             dx[lo:hi] = col2im(g @ w2.T, x[lo:hi].shape, kh, kw, strides, padding)
     with single_threaded_blas():

@@ -673,8 +673,7 @@ def test_split_matrix_products_equal_numpy(M, K, N, rng, monkeypatch):
     a, b, c = rng.standard_normal((M, K)), rng.standard_normal((K, N)), rng.standard_normal((M, N))
     before = numba.get_num_threads()
     monkeypatch.setattr(_gemm, "MIN_FLOPS_PER_THREAD", 1000)    # split even the middle case,
-    monkeypatch.setattr(_gemm, "MIN_COLUMNS_PER_THREAD", 1)     # into thin column blocks,
-    monkeypatch.setattr(_gemm, "THIN_SIDE", 1)                  # and thin sums over rows
+    monkeypatch.setattr(_gemm, "MIN_COLUMNS_PER_THREAD", 1)     # and into thin column blocks
     try:
         for threads in range(1, min(3, numba.config.NUMBA_NUM_THREADS) + 1):
             numba.set_num_threads(threads)
