@@ -147,11 +147,12 @@ def matmul(a, b, out=None):
 def row_block_sum(a, b):
     """``a.T @ b`` through ``np.dot``, which lets other Python threads run meanwhile.
 
-    ``a.T @ b`` (np.matmul) kept the GIL when the result is thin (NumPy 2.4: Fashion
-    conv1's (86528, 9)^T x (86528, 32) weight gradient, LeNet conv1's 25 x 6), so the
-    blocks of a split sum ran one after the other and two threads lost to one (measured
-    1.58 against 2.32 ms, which once made these sums stay whole). np.dot calls the same
-    BLAS product, with the same numbers, and releases the GIL in all the shapes tried.
+    ``a.T @ b`` (np.matmul) kept the GIL when the result is small (NumPy 2.4: results of
+    9 x 32 and 25 x 6 values, the weight gradients of Fashion's and LeNet's conv1, kept
+    it; 16 x 32 released it), so the blocks of a split sum ran one after the other and
+    two threads lost to one (1.58 against 2.32 ms, which once made such sums stay whole).
+    np.dot calls the same BLAS product, with the same numbers, and released the GIL in
+    every shape tried.
 
     Shapes: a: (M, K).  b: (M, N).  Returns (K, N).
     """
