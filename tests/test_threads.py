@@ -98,9 +98,13 @@ class FakeClockChooser(threads.ThreadChooser):
     def __init__(self, most, seconds):
         super().__init__(most)
         self.seconds, self.now, self.used, self.trial_starts = seconds, 0.0, [], []
+        self.others_busy = False        # what the look at the machine's load finds
 
     def _use(self, count):
         self._current = count
+
+    def _cores_taken(self):
+        return self.others_busy
 
     def run(self, batches):
         for _ in range(batches):
@@ -210,3 +214,53 @@ def test_fit_keeps_the_models_chooser_between_calls(monkeypatch):
     assert len(chooser.history) == 2
     model.fit(x, y, epochs=1, batch_size=4, verbose=0)
     assert model.thread_chooser is chooser and len(chooser.history) == 1
+
+
+def test_no_trial_while_other_programs_keep_the_cores_busy(monkeypatch, fake_clock):
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    threads.set_num_threads(None)
+    chooser = fake_clock(FakeClockChooser(2, {2: 0.03, 1: 0.06}))      # quiet: two win
+    chooser.run(chooser.PERIOD)
+    assert chooser.used[-1] == 2
+    chooser.others_busy = True
+    chooser.run(3 * chooser.PERIOD)
+    assert set(chooser.used[chooser.PERIOD:]) == {1}                   # not one slow batch
+    assert chooser.trial_starts == [0, 100, 200, 300]                  # looks stay as frequent
+    chooser.others_busy, chooser.seconds = False, {2: 0.03, 1: 0.06}
+    chooser.run(chooser.PERIOD)
+    assert chooser.used[-1] == 2                                       # tried again, and two win
+
+
+def _reading(busy, own, wall, reading_class=threads.LoadReading):
+    reading = reading_class.__new__(reading_class)
+    reading.busy, reading.own, reading.wall = busy, own, wall
+    return reading
+
+
+def test_load_reading_counts_the_cores_others_used():
+    # 3 CPU seconds worked on our cores in 2 s, 1 of them ours: others used 1 core on average
+    assert _reading(13.0, 6.0, 102.0).others_since(_reading(10.0, 5.0, 100.0)) == pytest.approx(1.0)
+    assert _reading(10.5, 5.5, 101.0).others_since(_reading(10.0, 5.0, 100.0)) == 0.0
+    assert _reading(None, 6.0, 102.0).others_since(_reading(10.0, 5.0, 100.0)) is None   # not Linux
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the load is read from Linux's /proc/stat")
+def test_load_reading_reads_this_machine():
+    first = threads.LoadReading()
+    sum(range(6_000_000))                 # ~0.2 s of our own work between the two readings
+    others = threads.LoadReading().others_since(first)
+    assert first.busy > 0 and first.own > 0
+    # whatever else runs here, others used between none and all of our cores (a tick of slack)
+    assert 0.0 <= others <= threads.available_cores() + 0.2
+
+
+@pytest.mark.parametrize("others, taken", [(0.2, False), (0.6, True)])
+def test_the_look_needs_a_free_core_and_a_long_enough_reading(monkeypatch, others, taken):
+    monkeypatch.delenv("MINICNN_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    chooser = threads.ThreadChooser(2)
+    chooser._since = _reading(10.0, 5.0, 100.0)
+    later = _reading(10.0 + 2 * (others + 0.9), 5.0 + 2 * 0.9, 102.0)   # we used 0.9 of a core
+    monkeypatch.setattr(threads, "LoadReading", lambda: later)
+    assert chooser._cores_taken() is taken
+    chooser._since = _reading(10.0, 5.0, 101.9)                          # 0.1 s: too short to say
+    assert chooser._cores_taken() is False
