@@ -29,11 +29,15 @@ except ImportError:
 MAX_POSITIONS = 16
 #: ... and at least this share of the col matrix must be padding to be worth the calls.
 MIN_PADDING_SHARE = 0.25
-#: Threads split the batch, into blocks of at least MIN_BLOCK images, and only when each
-#: thread's products are large enough to outweigh the extra calls: LeNet conv3's pieces
-#: (0.9 MFLOP) ran slower on two threads (forward 0.97 against 0.71 ms on one), AlexNet
-#: conv2's (11 MFLOP) faster (4.3 against 7.3 ms).
-MIN_BLOCK = 16
+#: Threads share out the output positions (each computes its positions for the whole
+#: batch, so every product keeps all the batch's rows), and only when each piece is large
+#: enough to outweigh the extra calls: LeNet conv3's pieces (0.9 MFLOP) ran slower on two
+#: threads (forward 0.97 against 0.71 ms on one), AlexNet conv2's (11 MFLOP) faster (4.3
+#: against 7.3 ms). Split by positions rather than by images (each product keeps 64 rows
+#: instead of 32), AlexNet conv2-5 on two threads, forward / backward in a traced training
+#: step, two alternating runs: conv2 4.5-4.7 / 11.4-11.5 -> 4.0-4.1 / 9.3-9.6 ms, conv3
+#: 1.8 / 4.3-4.4 -> 1.5 / 3.5-3.9, conv4 2.5 / 6.4 -> 2.1 / 5.3-5.6, conv5 1.7-1.8 / 4.5-4.8
+#: -> 1.4-1.5 / 3.8-4.1.
 MIN_PIECE_FLOPS_PER_THREAD = 2_000_000
 
 
@@ -79,12 +83,12 @@ def _available_threads():
 
 
 def _threads_for(x_shape, kernel_shape, positions):
-    """How many threads share the batch: blocks of at least MIN_BLOCK images, each thread
-    with products of at least MIN_PIECE_FLOPS_PER_THREAD on average."""
+    """How many threads share the output positions: at most one per position, each with
+    products of at least MIN_PIECE_FLOPS_PER_THREAD on average."""
     N, C_in, C_out = x_shape[0], kernel_shape[2], kernel_shape[3]
     widths = [w1 - w0 for _, rows in positions for _, w0, w1, _, _ in rows]
     piece_flops = 2 * N * C_in * C_out * sum(widths) / len(widths)
-    return int(max(1, min(_available_threads(), N // MIN_BLOCK, piece_flops // MIN_PIECE_FLOPS_PER_THREAD)))
+    return int(max(1, min(_available_threads(), len(positions), piece_flops // MIN_PIECE_FLOPS_PER_THREAD)))
 
 
 def conv2d_forward(x, kernel, strides, padding):
@@ -98,17 +102,18 @@ def conv2d_forward(x, kernel, strides, padding):
     y = np.empty((len(x), OH, OW, C_out), dtype=x.dtype)
     positions = _pieces(x.shape, kernel.shape, strides, padding)
 
-    def forward_rows(_, lo, hi):
-        n = hi - lo
-        total, part = np.empty((2, n, C_out), dtype=x.dtype)
-        for (oh, ow), rows in positions:
+    N = len(x)
+
+    def forward_positions(_, first, last):
+        total, part = np.empty((2, N, C_out), dtype=x.dtype)
+        for (oh, ow), rows in positions[first:last]:
             total[...] = 0
             for h, w0, w1, i, j0 in rows:
-                pixels = x[lo:hi, h, w0:w1, :].reshape(n, -1)              # (n, (w1-w0)·C_in)
+                pixels = x[:, h, w0:w1, :].reshape(N, -1)                  # (N, (w1-w0)·C_in)
                 weights = kernel[i, j0:j0 + w1 - w0].reshape(-1, C_out)    # ((w1-w0)·C_in, C_out)
                 total += np.matmul(pixels, weights, out=part)
-            y[lo:hi, oh, ow, :] = total
-    _in_batch_blocks(forward_rows, x.shape, kernel.shape, positions)
+            y[:, oh, ow, :] = total
+    _in_position_groups(forward_positions, x.shape, kernel.shape, positions)
     return y
 
 
@@ -120,37 +125,43 @@ def conv2d_backward(dy, x, kernel, strides, padding, need_dx=True):
         dy: (N, OH, OW, C_out).  x: (N, H, W, C_in).  kernel: (kh, kw, C_in, C_out).
     """
     C_in, C_out = kernel.shape[2:]
-    dx = np.zeros_like(x) if need_dx else None
     positions = _pieces(x.shape, kernel.shape, strides, padding)
+    N = len(x)
 
-    def backward_rows(_, lo, hi):
-        n = hi - lo
-        dkernel = np.zeros_like(kernel)
-        for (oh, ow), rows in positions:
-            g = np.ascontiguousarray(dy[lo:hi, oh, ow, :])                 # (n, C_out)
+    def backward_positions(_, first, last):
+        """(dx, dkernel) of these positions alone: neighbouring windows share pixels
+        and kernel cells, so each group sums into arrays of its own."""
+        dx, dkernel = (np.zeros_like(x) if need_dx else None), np.zeros_like(kernel)
+        for (oh, ow), rows in positions[first:last]:
+            g = np.ascontiguousarray(dy[:, oh, ow, :])                     # (N, C_out)
             for h, w0, w1, i, j0 in rows:
                 width = w1 - w0
-                pixels = x[lo:hi, h, w0:w1, :].reshape(n, -1)
+                pixels = x[:, h, w0:w1, :].reshape(N, -1)
                 dkernel[i, j0:j0 + width] += (pixels.T @ g).reshape(width, C_in, C_out)
                 if need_dx:
                     weights = kernel[i, j0:j0 + width].reshape(-1, C_out)
-                    dx[lo:hi, h, w0:w1, :] += (g @ weights.T).reshape(n, width, C_in)
-        return dkernel
-    dkernel, *others = _in_batch_blocks(backward_rows, x.shape, kernel.shape, positions)
-    for part in others:
-        dkernel += part
+                    dx[:, h, w0:w1, :] += (g @ weights.T).reshape(N, width, C_in)
+        return dx, dkernel
+    (dx, dkernel), *others = _in_position_groups(backward_positions, x.shape, kernel.shape, positions)
+    for other_dx, other_dkernel in others:       # in group order
+        dkernel += other_dkernel
+        if need_dx:
+            dx += other_dx
     return dx, dkernel
 
 
-def _in_batch_blocks(work, x_shape, kernel_shape, positions):
-    """``work(i, lo, hi)`` on blocks of the batch, each on its own thread (with
-    single-threaded BLAS); returns the results in block order."""
-    N, threads = x_shape[0], _threads_for(x_shape, kernel_shape, positions)
-    edges = [N * t // threads for t in range(threads + 1)]
+def _in_position_groups(work, x_shape, kernel_shape, positions):
+    """``work(i, first, last)`` on groups of consecutive output positions, each group on
+    its own thread (with single-threaded BLAS) and about the same number of products'
+    columns in each; returns the results in group order."""
+    threads = _threads_for(x_shape, kernel_shape, positions)
+    widths = np.cumsum([sum(w1 - w0 for _, w0, w1, _, _ in rows) for _, rows in positions])
+    cuts = [int(np.searchsorted(widths, widths[-1] * t / threads)) + 1 for t in range(1, threads)]
+    edges = [0, *cuts, len(positions)]
     results = [None] * threads
 
-    def keep(i, lo, hi):
-        results[i] = work(i, lo, hi)
+    def keep(i, first, last):
+        results[i] = work(i, first, last)
     with single_threaded_blas():
         run_chunks(keep, list(zip(edges[:-1], edges[1:])), threads)
     return results

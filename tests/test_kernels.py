@@ -374,10 +374,9 @@ def test_numba_conv_chunks_share_out_evenly_between_the_cores(cores, monkeypatch
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv_by_output_position_matches_naive(x_shape, k_shape, strides, threads, monkeypatch, rng):
     """Small padded images go one output position at a time (numba_kernels picks it by
-    shape): the naive y, dx, dkernel and dbias, with the batch on one thread or split."""
+    shape): the naive y, dx, dkernel and dbias, the positions on one thread or shared out."""
     import numba
     from kernels import _per_position, numba_kernels
-    monkeypatch.setattr(_per_position, "MIN_BLOCK", 1)
     monkeypatch.setattr(_per_position, "MIN_PIECE_FLOPS_PER_THREAD", 1)
     blocks = []
     run_chunks = _per_position.run_chunks
