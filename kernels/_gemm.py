@@ -163,7 +163,11 @@ def matmul_tn(a, b, out=None):
     """``a.T @ b`` (written into ``out`` when given), a sum over the rows of both: with more
     rows than columns (a convolution's pixels) each thread sums its own block of rows and
     the partial sums are added; otherwise (a dense layer's weights) each thread computes
-    its own columns.
+    its own block of output rows, from its own columns of ``a`` (at least
+    MIN_COLUMNS_PER_THREAD of them). Output rows, not output columns: each thread then
+    writes one contiguous block. Two threads, AlexNet's 4096 x 4096 weight gradient from a
+    batch of 64: 15.6 ms against 21.8 ms by columns; LeNet's 1920 x 84 one 0.18 against
+    0.24 ms (kept whole before: 84 columns are too few to cut).
 
     Shapes:
         a: (M, K).  b: (M, N).  out and the result: (K, N).
@@ -180,7 +184,7 @@ def matmul_tn(a, b, out=None):
             for part in partial_sums[1:]:
                 out += part
         else:
-            def columns(lo, hi):
-                np.matmul(a.T, b[:, lo:hi], out=out[:, lo:hi])
-            _run(columns, _blocks(N, 2 * M * K * N, MIN_COLUMNS_PER_THREAD))
+            def output_rows(lo, hi):
+                np.matmul(a[:, lo:hi].T, b, out=out[lo:hi])
+            _run(output_rows, _blocks(K, 2 * M * K * N, MIN_COLUMNS_PER_THREAD))
     return out
