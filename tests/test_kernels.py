@@ -391,12 +391,15 @@ def test_conv_by_output_position_matches_naive(x_shape, k_shape, strides, thread
         assert _per_position.worth_it(x_shape, k_shape, strides, "same")
         y, cache = numba_kernels.conv2d_forward(x, kern, bias, strides, "same")
         got = (y, *numba_kernels.conv2d_backward(dy, cache))
+        no_dx, dkernel_alone, _ = numba_kernels.conv2d_backward(dy, cache, need_dx=False)
     finally:
         numba.set_num_threads(before)
-    assert blocks == [threads, threads]
+    assert blocks == [threads, threads, threads]
     for name, value, want in zip(("y", "dx", "dkernel", "dbias"), got,
                                  (y_ref, *naive.conv2d_backward(dy, cache_ref))):
         _close(value, want, name)
+    assert no_dx is None
+    np.testing.assert_array_equal(dkernel_alone, got[2])      # the same sums without dx
 
 
 @pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
