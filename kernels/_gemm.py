@@ -7,14 +7,16 @@ thread to get a core). Measured on 2 cores, a Fashion-MNIST training step with N
 BLAS both on 2 threads: 36 ms; the same with BLAS's idle threads told to sleep at once
 (OPENBLAS_THREAD_TIMEOUT=4, which only the environment can set): 27.5 ms. So here every
 product runs on single-threaded BLAS, and a large one is cut into blocks computed at
-once by a few Python threads (NumPy releases the GIL inside BLAS). Those threads sleep
-while they wait, so nothing spins.
+once by a few Python threads (NumPy releases the GIL inside BLAS, though np.matmul
+not for every shape: see ``row_block_sum``). Those threads sleep while they wait, so
+nothing spins.
 
 How to cut: along the longer side, so that each thread reads its own part of the big
 operand. A convolution's (N·OH·OW, K) x (K, C_out) product is cut into row blocks; a
 dense layer's (batch 64, 4096) x (4096, 4096) one into column blocks of the weights
 (cut by rows, each thread would read all 64 MB of weights: AlexNet's epoch went from
-40 s to 50 s on 2 threads).
+40 s to 50 s on 2 threads), and its weight gradient into row blocks of the result
+(``matmul_tn``).
 
 The thread count is Numba's (``numba.get_num_threads()``): ``minicnn.threads`` sets it,
 for both kinds of work, in one place. CuPy arrays go straight to CuPy.
