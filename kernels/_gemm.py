@@ -87,7 +87,11 @@ def _blocks(length, flops, min_length=1):
     if flops < 2 * MIN_FLOPS_PER_THREAD:
         return [(0, length)]        # too small to split, whatever the thread count
     threads = numba.get_num_threads() if numba is not None else 1
-    parts = int(max(1, min(threads, length // min_length, flops // MIN_FLOPS_PER_THREAD)))
+    return _even_blocks(length, int(max(1, min(threads, length // min_length, flops // MIN_FLOPS_PER_THREAD))))
+
+
+def _even_blocks(length, parts):
+    """[(start, stop), …]: ``length`` cut into ``parts`` blocks, their sizes within one."""
     edges = [length * i // parts for i in range(parts + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
@@ -190,6 +194,5 @@ def matmul_tn(a, b, out=None):
         else:
             def output_rows(lo, hi):
                 np.matmul(a[:, lo:hi].T, b, out=out[lo:hi])
-            parts = len(_blocks(N, 2 * M * K * N, MIN_COLUMNS_PER_THREAD))
-            _run(output_rows, [(K * i // parts, K * (i + 1) // parts) for i in range(parts)])
+            _run(output_rows, _even_blocks(K, len(_blocks(N, 2 * M * K * N, MIN_COLUMNS_PER_THREAD))))
     return out

@@ -196,7 +196,8 @@ class ThreadChooser:
         self._period, self._last_verdict = self.PERIOD, None
         self._step = 0           # batches since the last trial began (across epochs: a
                                  # trial at each epoch's start doubled the cost of a short one)
-        self._since = LoadReading()      # the machine's load from here to the next trial
+        # the machine's load from here to the next trial (read only where there are trials)
+        self._since = LoadReading() if len(self.options) > 1 else None
 
     @classmethod
     def carried_over(cls, previous, most):
