@@ -90,6 +90,17 @@ def markdown_table(report):
             f"| {_fmt(flop_floor(r)[1], '.1f')} |")
         if "error" in t:
             lines.append(f"| | torch failed: {t['error']} | | | | | | | | | | |")
+    for name, r in report["models"].items():
+        n = r.get("numpy") or {}
+        if "error" in n:
+            lines += ["", f"{name}, hand-written NumPy loop: failed: {n['error']}"]
+        elif n:
+            lines += ["", f"{name}, the same training as a hand-written NumPy loop "
+                          f"(benchmarks/_numpy_mlp.py, same batches, same run): best epoch "
+                          f"{n['best_epoch_s']:.2f} s, median {n['median_epoch_s']:.2f} s; "
+                          f"{_fmt(r['ratios'].get('numpy_loop_vs_torch'))} of PyTorch's best epoch; "
+                          f"minicnn takes {_fmt(r['ratios'].get('minicnn_vs_numpy_loop'))}x its time; "
+                          f"test accuracy {100 * n['test_accuracy']:.1f}%."]
     st = report.get("startup")
     if st:
         warm = st["first_step_warm_cache"]
@@ -114,6 +125,10 @@ def compare(result):
               "epoch_median": _ratio(m.get("median_epoch_s"), t.get("median_epoch_s")),
               "peak_memory": _ratio(m.get("peak_rss_mb"), t.get("peak_rss_mb")),
               "training_growth": _ratio(m.get("training_growth_mb"), t.get("training_growth_mb"))}
+    n = result.get("numpy") or {}
+    if n.get("best_epoch_s"):        # the hand-written NumPy loop (Dense-only models)
+        ratios["numpy_loop_vs_torch"] = _ratio(n["best_epoch_s"], t.get("best_epoch_s"))
+        ratios["minicnn_vs_numpy_loop"] = _ratio(m.get("best_epoch_s"), n["best_epoch_s"])
     result["ratios"] = ratios
     if "test_accuracy" in m and "test_accuracy" in t:
         gap = 100 * (m["test_accuracy"] - t["test_accuracy"])

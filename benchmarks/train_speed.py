@@ -75,7 +75,7 @@ MODELS = {
                "samples": 60000, "quick": 12800, "loss": "categorical_crossentropy",
                "about": "Fashion 'model 2': three 3x3 convs, leaky relu, dropout"},
     "mlp": {"dataset": "fashion_mnist", "input": (28, 28), "batch_size": 64, "samples": 60000,
-            "quick": 60000, "loss": "sparse_categorical_crossentropy",
+            "quick": 60000, "loss": "sparse_categorical_crossentropy", "numpy_loop": True,
             "about": "Flatten, Dense 128 sigmoid, Dense 10, Fashion-MNIST"},
     "alexnet": {"dataset": "random", "input": (32, 32, 3), "batch_size": 64, "samples": 50000,
                 "quick": 12800, "test_samples": 640, "loss": "categorical_crossentropy",
@@ -460,7 +460,52 @@ class TorchTrainer:
                 "layout": self.job["torch_layout"]}
 
 
-TRAINERS = {"minicnn": MinicnnTrainer, "torch": TorchTrainer}
+class NumpyTrainer:
+    """The MLP as a hand-written NumPy loop (benchmarks/_numpy_mlp.py): what any Python
+    library must spend on it. BLAS and Numba on the run's thread count."""
+
+    def __init__(self, job):
+        self.omp_wait_policy = _apply_omp_wait_policy(job, "numba")
+        keep_freed_memory()                 # as minicnn's fit does
+        from threadpoolctl import threadpool_limits
+        import numba
+        import _numpy_mlp
+        self.job, self.make = job, _numpy_mlp.NumpyMlp
+        self.data, self.initial = _load_job_data(job)
+        threads = os.cpu_count() if job["threads"] == "auto" else job["threads"]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        self.blas_limit = threadpool_limits(limits=threads, user_api="blas")   # kept for the process
+        self.threads = {"numba": numba.get_num_threads(), "blas": threads}
+        self.source = BatchSource(self.data["x_train"], self.data["y_train"], job["batch_size"],
+                                  self.data["orders"])
+        self.model = self.make(self.initial)
+        self.rss_before = current_rss_mb()
+        self.losses, self.accuracies = [], []
+
+    def warmup(self):
+        start = time.perf_counter()
+        warm = self.job["warmup_steps"] * self.job["batch_size"]
+        self.model.train_step(self.data["x_train"][:warm], self.data["y_train"][:warm])
+        self.model = self.make(self.initial)
+        return time.perf_counter() - start
+
+    def epoch(self):
+        start = time.perf_counter()
+        for xb, yb in self.source:
+            loss_value, accuracy = self.model.train_step(xb, yb)
+        seconds = time.perf_counter() - start
+        self.losses.append(loss_value)
+        self.accuracies.append(accuracy)
+        return seconds
+
+    def finish(self):
+        probabilities = self.model.probabilities(self.data["x_test"])[1]
+        return {"last_batch_loss": self.losses, "last_batch_accuracy": self.accuracies,
+                "test_accuracy": float(np.mean(probabilities.argmax(1) == self.data["y_test"])),
+                "threads": {**self.threads, "OMP_WAIT_POLICY": self.omp_wait_policy}}
+
+
+TRAINERS = {"minicnn": MinicnnTrainer, "torch": TorchTrainer, "numpy": NumpyTrainer}
 
 
 def _summary(trainer, warmup_s, seconds, finished):
@@ -736,6 +781,8 @@ def main(argv=None):
         for name in args.models:
             job, info = prepare_model(name, args, Path(tmp))
             frameworks = ("minicnn", "torch") if args.use_torch else ("minicnn",)
+            if MODELS[name].get("numpy_loop") and args.device == "cpu":
+                frameworks += ("numpy",)      # the hand-written floor (benchmarks/_numpy_mlp.py)
             print(f"{name}: {' and '.join(frameworks)}, {info['samples_per_epoch']} samples x "
                   f"{args.epochs} epochs, {info['data']} ...", flush=True)
             result = {**info, **run_interleaved([{**job, "framework": f} for f in frameworks])}

@@ -57,6 +57,24 @@ def test_main_without_torch_writes_json_and_markdown(tmp_path, monkeypatch):
     assert "error" not in result["minicnn"], result["minicnn"]
     assert result["ratios"]["epoch_best"] is None
     assert "| mlp |" in out.with_suffix(".md").read_text()
+    assert "error" not in result["numpy"], result["numpy"]        # the hand-written loop ran too
+    assert result["ratios"]["minicnn_vs_numpy_loop"] > 0
+    assert "hand-written NumPy loop" in out.with_suffix(".md").read_text()
+
+
+def test_numpy_loop_takes_the_step_minicnn_takes():
+    """The hand-written MLP (the benchmark's floor) does the work minicnn's fit does: from
+    the same weights, one Adam step on one batch gives the same loss, accuracy and weights."""
+    import _numpy_mlp
+    model = train_speed.compile_minicnn(train_speed.build_minicnn("mlp", 0), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 28, 28), dtype=np.float32), rng.integers(0, 10, 32)
+    by_hand = _numpy_mlp.NumpyMlp(model.get_weights())
+    loss, accuracy = by_hand.train_step(x, y)
+    want_loss, want_accuracy = model.train_on_batch(x, y)
+    assert loss == pytest.approx(want_loss, rel=1e-5) and accuracy == want_accuracy
+    for got, want in zip(by_hand.params, model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["lenet", "fashion_cnn", "mlp", "alexnet"])
