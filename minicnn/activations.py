@@ -166,6 +166,15 @@ class Softmax(ActivationFunction):
         e = xp.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
+    def forward_in_place(self, z):
+        # The same operations on z itself: no new arrays (a classifier's last layer runs
+        # this on every training step).
+        xp = get_array_module(z)
+        z -= z.max(axis=-1, keepdims=True)
+        xp.exp(z, out=z)
+        z /= z.sum(axis=-1, keepdims=True)
+        return z
+
     def backward(self, dy, y):
         # Jacobian-vector product: dz_i = y_i (dy_i - sum_j dy_j y_j).
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
