@@ -10,10 +10,11 @@ PyTorch (benchmarks/_torch_models.py), with the same initial weights copied acro
 same batch order (one permutation per epoch, shared), float32, the same thread count,
 Adam with Keras's defaults (lr 1e-3, epsilon 1e-7) and the same loss. Each framework
 trains in its own child process (multiprocessing "spawn"), so its peak memory is its own
-(VmHWM: the whole process, interpreter, libraries, data, model and training). The two
-children take turns, never computing at once: warm-up, then epoch 1 in one and in the
-other, epoch 2 in the other order, and so on, so that a change in a shared machine's load
-hits both alike.
+(VmHWM: the whole process, interpreter, libraries, data, model and training). The
+children take turns, never computing at once: warm-up, then epoch 1 in each, epoch 2 in
+the reverse order, and so on, so that a change in a shared machine's load hits all alike.
+For the MLP a third child trains the same network by a hand-written NumPy loop
+(benchmarks/_numpy_mlp.py): the least time any Python library can take for it.
 
 Both children keep freed memory for reuse (glibc thresholds, kernels/_allocator.py: minicnn
 sets them in fit, PyTorch gets the same unless ``--torch-allocator default``) and run with OMP_WAIT_POLICY=PASSIVE unless
@@ -653,7 +654,6 @@ def time_startup(threads, repeats=5):
             "target_s": 3.0}
 
 
-# -- the report --------------------------------------------------------------------------
 # -- main ------------------------------------------------------------------------------
 def torch_available():
     try:
