@@ -61,6 +61,7 @@ for _path in (str(ROOT), str(HERE)):    # _machine/_torch_models, and minicnn fr
 from _machine import gpu_info, machine_info  # noqa: E402
 from _speed_report import compare, markdown_table, write_plots  # noqa: E402
 from kernels._allocator import keep_freed_memory  # noqa: E402
+from kernels._threading import available_cores  # noqa: E402
 
 #: What each model trains on, as the notebooks did. ``samples``: the notebook's training
 #: set per epoch; ``quick``: the default cap, so the default run fits in ~10 minutes on
@@ -473,7 +474,7 @@ class NumpyTrainer:
         import _numpy_mlp
         self.job, self.make = job, _numpy_mlp.NumpyMlp
         self.data, self.initial = _load_job_data(job)
-        threads = os.cpu_count() if job["threads"] == "auto" else job["threads"]
+        threads = available_cores() if job["threads"] == "auto" else job["threads"]   # minicnn's default
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         self.blas_limit = threadpool_limits(limits=threads, user_api="blas")   # kept for the process
         self.threads = {"numba": numba.get_num_threads(), "blas": threads}
